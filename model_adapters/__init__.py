@@ -1,0 +1,23 @@
+"""Vision-language models behind TransformerLens hook names.
+
+``load_vlm`` wraps a Hugging Face vision-language model (hub id, local directory or in-memory model) in a
+``HookedVLM``: the one surface sahs_lens uses. Supported families are listed by ``supported_families()``.
+"""
+
+from model_adapters.base import Generation, HookedVLM, VLMConfig, VLMInputs
+from model_adapters.loading import checkpoint_fingerprint, load_vlm
+from model_adapters.registry import Family, Template, family_for, register_family, supported_families
+
+__all__ = [
+    "Family",
+    "Generation",
+    "HookedVLM",
+    "Template",
+    "VLMConfig",
+    "VLMInputs",
+    "checkpoint_fingerprint",
+    "family_for",
+    "load_vlm",
+    "register_family",
+    "supported_families",
+]

@@ -1,0 +1,130 @@
+"""``load_vlm``: from a hub id, a local checkpoint directory or an in-memory model to a ``HookedVLM``.
+
+Loading goes through TransformerLens' ``TransformerBridge.boot_transformers`` with the Hugging Face model
+loaded by us first (eager attention, the requested dtype and device), so no weight is converted, folded or
+centred: logits are Hugging Face's to the last bit. Two traps of the bridge are closed here:
+
+* when it cannot load a processor it runs ``pip install torchvision`` in a subprocess; sahs_lens disables
+  that step for the duration of the boot (and always hands the bridge our own processor);
+* it mutates the Hugging Face model it is given (attention implementation): pass a copy if you need a
+  pristine one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from model_adapters.base import HookedVLM, VLMConfig
+from model_adapters.registry import family_for
+
+
+@contextlib.contextmanager
+def no_runtime_installs() -> Iterator[None]:
+    """Stop the bridge from running ``pip install torchvision`` while it boots."""
+    from transformer_lens.model_bridge.sources.transformers import helpers
+
+    original = helpers._ensure_torchvision
+    helpers._ensure_torchvision = lambda: False
+    try:
+        yield
+    finally:
+        helpers._ensure_torchvision = original
+
+
+def checkpoint_fingerprint(model: nn.Module) -> str:
+    """A short hash of every parameter's name, shape, dtype and a strided sample of its values.
+
+    Cheap even for a 7B model (a few hundred values per tensor leave the device), and different for any two
+    checkpoints that differ in more than a handful of weights.
+    """
+    digest = hashlib.sha256()
+    for name, param in model.named_parameters():
+        flat = param.detach().reshape(-1)
+        stride = max(1, flat.numel() // 64)
+        sample = flat[::stride][:64].float().cpu().numpy().tobytes()
+        digest.update(f"{name}:{tuple(param.shape)}:{param.dtype}".encode())
+        digest.update(sample)
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+def load_vlm(source: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+             template: str | None = None, hf_model: nn.Module | None = None, processor: Any = None) -> HookedVLM:
+    """Load a vision-language model and wrap it as a ``HookedVLM``.
+
+    Args:
+        source: a Hugging Face hub id (``"llava-hf/llava-1.5-7b-hf"``) or a local checkpoint directory.
+            With ``hf_model=`` it is only the name recorded in provenance (and where a processor is loaded
+            from when ``processor=`` is not given).
+        device: where the model runs.
+        dtype: parameter dtype; default ``torch.float32`` (use ``torch.float16``/``bfloat16`` on GPUs).
+        template: prompt template name (see ``model.family.templates``); default: the family's.
+        hf_model: an already loaded Hugging Face model to wrap (it is modified in place: eager attention).
+        processor: the matching processor, when ``hf_model`` is given and ``source`` holds none.
+
+    Example:
+        >>> model = load_vlm("llava-hf/llava-1.5-7b-hf", device="cuda", dtype=torch.float16)
+    """
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    name = str(source)
+    local = Path(name).expanduser()
+    if local.is_dir():
+        name = str(local)
+    elif name.startswith((".", "/", "~")) or local.suffix:
+        raise ValueError(f"checkpoint directory {local} does not exist; pass a local directory or a hub id")
+    dtype = torch.float32 if dtype is None else dtype
+    if hf_model is not None:
+        config = hf_model.config
+    else:
+        try:
+            config = AutoConfig.from_pretrained(name)
+        except OSError as exc:
+            raise ValueError(
+                f"cannot load a model config from {name!r}: {exc}. Pass a local checkpoint directory, or a hub "
+                "id that is in the local Hugging Face cache when running offline"
+            ) from exc
+    architectures = list(getattr(config, "architectures", None) or [])
+    if not architectures:
+        raise ValueError(
+            f"the config of {name!r} names no architecture (config.architectures is empty); set it, e.g. "
+            "config.architectures = ['LlavaForConditionalGeneration']"
+        )
+    family = family_for(architectures[0])
+    tpl = family.template(template)
+    if processor is None:
+        try:
+            processor = AutoProcessor.from_pretrained(name)
+        except (OSError, ValueError) as exc:
+            raise ValueError(
+                f"cannot load a processor from {name!r} ({exc}); pass processor= with the model's processor"
+            ) from exc
+    if hf_model is None:
+        hf_model = AutoModelForImageTextToText.from_pretrained(name, dtype=dtype, attn_implementation="eager")
+        hf_model = hf_model.to(device)
+    hf_model.eval()
+
+    from transformer_lens.model_bridge import TransformerBridge
+
+    with no_runtime_installs():
+        bridge = TransformerBridge.boot_transformers(name, hf_model=hf_model, tokenizer=processor.tokenizer,
+                                                     device=str(device), dtype=dtype)
+    bridge.processor = processor
+    text_config = config.get_text_config()
+    n_heads = int(bridge.cfg.n_heads)
+    d_model = int(bridge.cfg.d_model)
+    cfg = VLMConfig(
+        model_name=name, family=family.name, template=tpl.name, n_layers=int(bridge.cfg.n_layers),
+        n_heads=n_heads, d_head=int(bridge.cfg.d_head), d_model=d_model,
+        n_key_value_heads=int(getattr(text_config, "num_key_value_heads", None) or n_heads),
+        d_vocab=int(bridge.cfg.d_vocab), n_ctx=int(getattr(text_config, "max_position_embeddings", 0) or 10**9),
+        dtype=str(next(hf_model.parameters()).dtype).replace("torch.", ""),
+        device=str(next(hf_model.parameters()).device), checkpoint=checkpoint_fingerprint(hf_model),
+    )
+    return HookedVLM(bridge, processor, family, tpl, cfg)

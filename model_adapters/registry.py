@@ -1,0 +1,140 @@
+"""The family registry: which Hugging Face architectures sahs_lens can wrap, and how.
+
+A *family* is everything that differs between vision-language model lines (LLaVA, LLaVA-NeXT, Gemma 3,
+Idefics3): the Hugging Face architecture names it answers to, the prompt templates it knows, how a batch of
+images is handed to its processor, and where its language model's attention output projections live (used
+by tests and by the Hugging Face-only guard). Everything else is shared in ``base.HookedVLM``.
+
+Each family lives in its own module and registers itself with ``register_family``; ``family_for`` looks
+one up by architecture or family name and lists the supported ones when it cannot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+from torch import nn
+
+ImageBatch = Sequence["Image.Image | None"]
+
+
+@dataclass(frozen=True)
+class Template:
+    """A named prompt template.
+
+    ``render(prompt, has_image, processor)`` returns the full text fed to the processor, ending with the
+    assistant prefix so that the last position is the one whose logits give the first generated token.
+    ``places_images`` is False for templates that have no slot for an image.
+    """
+
+    name: str
+    description: str
+    render: Callable[[str, bool, Any], str]
+    places_images: bool = True
+
+
+def chat_template(name: str = "chat", description: str | None = None) -> Template:
+    """The checkpoint's own chat template (``processor.apply_chat_template``), one user turn."""
+
+    def render(prompt: str, has_image: bool, processor: Any) -> str:
+        content: list[dict[str, str]] = [{"type": "image"}] if has_image else []
+        content.append({"type": "text", "text": prompt})
+        messages = [{"role": "user", "content": content}]
+        return str(processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+
+    return Template(name, description or "the checkpoint's own chat template (one user turn)", render)
+
+
+def raw_template(image_token_hint: str) -> Template:
+    """The prompt as given, with no formatting: for users who write their own conversation text."""
+
+    def render(prompt: str, has_image: bool, processor: Any) -> str:
+        token = getattr(processor, "image_token", None)
+        if has_image and (token is None or token not in prompt):
+            raise ValueError(
+                "the 'raw' template passes the prompt through unchanged, so it cannot place an image; "
+                f"write the image token ({image_token_hint}) into the prompt where the image goes, "
+                "or use the family's chat template"
+            )
+        return prompt
+
+    return Template("raw", "the prompt exactly as given (write the image token yourself)", render,
+                    places_images=False)
+
+
+def default_processor_images(images: ImageBatch) -> dict[str, Any]:
+    """LLaVA-style processors take a flat list of the images that are present, in prompt order."""
+    present = [im for im in images if im is not None]
+    return {"images": present} if present else {}
+
+
+@dataclass(frozen=True)
+class Family:
+    """How to wrap one line of vision-language models.
+
+    Attributes:
+        name: short family name (``"llava"``).
+        architectures: Hugging Face ``config.architectures`` names this family handles.
+        templates: named prompt templates; ``default_template`` is used when none is asked for.
+        attention_layers: ``hf_model -> [attention module per language-model layer]`` (each has ``o_proj``).
+        processor_images: turns one image-or-None per prompt into the processor's ``images=`` argument.
+        decode_kwargs: model kwargs (from the processor) that must also be passed on decode steps;
+            everything else (pixel values, image sizes) is used at prefill only, as Hugging Face does.
+    """
+
+    name: str
+    architectures: tuple[str, ...]
+    templates: dict[str, Template]
+    default_template: str
+    attention_layers: Callable[[nn.Module], Sequence[nn.Module]]
+    processor_images: Callable[[ImageBatch], dict[str, Any]] = default_processor_images
+    decode_kwargs: tuple[str, ...] = ()
+    notes: str = ""
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+
+    def template(self, name: str | None) -> Template:
+        if name is None:
+            return self.templates[self.default_template]
+        if name not in self.templates:
+            raise ValueError(
+                f"unknown template {name!r} for the {self.name} family; choose one of "
+                f"{', '.join(sorted(self.templates))}"
+            )
+        return self.templates[name]
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    """Add a family to the registry (one call at the bottom of each family module)."""
+    _FAMILIES[family.name] = family
+    return family
+
+
+def supported_families() -> dict[str, tuple[str, ...]]:
+    """``{family name: architectures}`` for every registered family."""
+    _load_builtin_families()
+    return {name: fam.architectures for name, fam in sorted(_FAMILIES.items())}
+
+
+def family_for(architecture_or_name: str) -> Family:
+    """Look a family up by Hugging Face architecture (``LlavaForConditionalGeneration``) or family name."""
+    _load_builtin_families()
+    for fam in _FAMILIES.values():
+        if architecture_or_name == fam.name or architecture_or_name in fam.architectures \
+                or architecture_or_name in fam.aliases:
+            return fam
+    listing = "; ".join(f"{name} ({', '.join(archs)})" for name, archs in supported_families().items())
+    raise ValueError(
+        f"unsupported model family or architecture {architecture_or_name!r}; sahs_lens supports: {listing}. "
+        "A new family is one module in model_adapters/ that calls register_family"
+    )
+
+
+def _load_builtin_families() -> None:
+    # Importing the family modules registers them; done lazily so importing the registry has no side effects.
+    from model_adapters import families  # noqa: F401

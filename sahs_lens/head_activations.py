@@ -1,0 +1,252 @@
+"""``HeadActivations``: every attention head's output at the decision position, with where it came from.
+
+The paper's feature for a prompt is, for every head of the language model, the head's output before the
+output projection (``blocks.{l}.attn.hook_z``) at the last prompt position: the position whose logits give
+the first generated token. Stacked over samples this is one tensor ``z`` of shape
+``[n_samples, n_layers, n_heads, d_head]``; with it travel the labels (1 = malicious, 0 = benign), the
+sample ids and sources, and a provenance record (model, checkpoint, template, hook, position rule, dtype,
+package version) that lets every later step refuse features from a different model.
+
+On disk a ``HeadActivations`` is a directory of safetensors shards plus ``manifest.json``; nothing in it
+executes code on load.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from sahs_lens._version import __version__
+from sahs_lens.heads import Head, HeadSet
+
+MANIFEST = "manifest.json"
+FORMAT = "sahs_lens.head_activations/1"
+# Provenance fields that must agree before features from one run can be used with a model or another run.
+IDENTITY_FIELDS = ("model_name", "checkpoint", "family", "n_layers", "n_heads", "d_head", "template", "hook",
+                   "position_rule")
+
+
+@dataclass
+class HeadActivations:
+    """Per-head features at the decision position.
+
+    Attributes:
+        z: ``[n_samples, n_layers, n_heads, d_head]`` head outputs (``hook_z``) at the last prompt position.
+        labels: ``[n_samples]`` int64, 1 = malicious, 0 = benign.
+        ids: one string id per sample (defaults to ``"0", "1", ...``).
+        sources: one dataset/source name per sample (defaults to ``"unknown"``).
+        provenance: how the features were made; see ``IDENTITY_FIELDS``.
+
+    Example (bring your own features):
+        >>> acts = HeadActivations(z=torch.randn(10, 2, 4, 8), labels=torch.tensor([0, 1] * 5))
+        >>> acts.n_layers, acts.n_heads, acts.d_head
+        (2, 4, 8)
+    """
+
+    z: Float[Tensor, "n layer head_index d_head"]
+    labels: Int[Tensor, " n"]
+    ids: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.z, Tensor) or self.z.ndim != 4:
+            shape = tuple(self.z.shape) if isinstance(self.z, Tensor) else type(self.z).__name__
+            raise ValueError(f"z must be a tensor [n_samples, n_layers, n_heads, d_head]; got {shape}")
+        labels = torch.as_tensor(self.labels)
+        if labels.ndim != 1 or labels.shape[0] != self.z.shape[0]:
+            raise ValueError(
+                f"labels must be one per sample: z has {self.z.shape[0]} samples, labels has shape "
+                f"{tuple(labels.shape)}"
+            )
+        if labels.is_floating_point():
+            if not torch.all(labels == labels.round()):
+                raise ValueError("labels must be 0 (benign) or 1 (malicious); got fractional values")
+        labels = labels.long()
+        bad = sorted(set(labels.unique().tolist()) - {0, 1})
+        if bad:
+            raise ValueError(f"labels must be 0 (benign) or 1 (malicious); got also {bad}")
+        self.labels = labels
+        n = self.z.shape[0]
+        if not self.ids:
+            self.ids = [str(i) for i in range(n)]
+        if not self.sources:
+            self.sources = ["unknown"] * n
+        if len(self.ids) != n or len(self.sources) != n:
+            raise ValueError(
+                f"ids ({len(self.ids)}) and sources ({len(self.sources)}) must have one entry per sample ({n})"
+            )
+        self.ids = [str(i) for i in self.ids]
+        self.sources = [str(s) for s in self.sources]
+        prov = {"n_layers": self.n_layers, "n_heads": self.n_heads, "d_head": self.d_head,
+                "hook": "blocks.{layer}.attn.hook_z", "position_rule": "last_prompt_token"}
+        prov.update(self.provenance)
+        self.provenance = prov
+
+    # ---- shape ---------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.z.shape[0])
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.z.shape[0])
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.z.shape[1])
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.z.shape[2])
+
+    @property
+    def d_head(self) -> int:
+        return int(self.z.shape[3])
+
+    def __repr__(self) -> str:
+        n_pos = int(self.labels.sum())
+        model = self.provenance.get("model_name", "?")
+        return (f"HeadActivations({self.n_samples} samples ({n_pos} malicious), {self.n_layers} layers x "
+                f"{self.n_heads} heads x d_head {self.d_head}, model={model!r})")
+
+    # ---- selection -----------------------------------------------------------------------------------
+    def select(self, index: Sequence[int] | Tensor | slice) -> HeadActivations:
+        """A new ``HeadActivations`` with the chosen samples (indices, a bool mask or a slice)."""
+        if isinstance(index, slice):
+            idx = torch.arange(self.n_samples)[index]
+        else:
+            idx = torch.as_tensor(index)
+            if idx.dtype == torch.bool:
+                idx = idx.nonzero().flatten()
+        idx = idx.long()
+        keep = idx.tolist()
+        return HeadActivations(z=self.z[idx], labels=self.labels[idx], ids=[self.ids[i] for i in keep],
+                               sources=[self.sources[i] for i in keep], provenance=dict(self.provenance))
+
+    def features(self, heads: HeadSet | Sequence[Head]) -> Float[Tensor, "n k_times_d_head"]:
+        """The concatenated features of ``heads`` in their order: ``[n_samples, len(heads) * d_head]``."""
+        heads = heads if isinstance(heads, HeadSet) else HeadSet(heads)
+        if len(heads) == 0:
+            raise ValueError("the head set is empty; select at least one head (e.g. rank_heads(sweep, k=32))")
+        heads.check_fits(self.n_layers, self.n_heads)
+        layers = torch.tensor([h.layer for h in heads])
+        idx = torch.tensor([h.head for h in heads])
+        return self.z[:, layers, idx].reshape(self.n_samples, -1)
+
+    @staticmethod
+    def concat(parts: Sequence[HeadActivations]) -> HeadActivations:
+        """Stack several ``HeadActivations`` of the same model along the sample axis."""
+        if not parts:
+            raise ValueError("nothing to concatenate: pass at least one HeadActivations")
+        first = parts[0]
+        for other in parts[1:]:
+            first.check_compatible(other)
+        prov = dict(first.provenance)
+        datasets = [p.provenance.get("dataset") for p in parts if p.provenance.get("dataset")]
+        if datasets:
+            prov["dataset"] = "+".join(dict.fromkeys(str(d) for d in datasets))
+        return HeadActivations(
+            z=torch.cat([p.z for p in parts]), labels=torch.cat([p.labels for p in parts]),
+            ids=[i for p in parts for i in p.ids], sources=[s for p in parts for s in p.sources],
+            provenance=prov,
+        )
+
+    # ---- provenance checks ---------------------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        return {k: self.provenance.get(k) for k in IDENTITY_FIELDS}
+
+    def check_compatible(self, other: HeadActivations | dict[str, Any], *, what: str = "these activations") -> None:
+        """Raise ``ValueError`` naming each identity field that differs (missing fields are not compared)."""
+        theirs = other.identity() if isinstance(other, HeadActivations) else other
+        mine = self.identity()
+        diffs = [f"{k}: {mine[k]!r} vs {theirs.get(k)!r}" for k in IDENTITY_FIELDS
+                 if mine.get(k) is not None and theirs.get(k) is not None and mine[k] != theirs.get(k)]
+        if diffs:
+            raise ValueError(
+                f"{what} come from a different model or setup ({'; '.join(diffs)}); collect activations "
+                "again with the model you want to use"
+            )
+
+    def check_finite(self) -> None:
+        """Raise ``ValueError`` naming the samples whose features hold NaN or inf (e.g. fp16 overflow)."""
+        bad = (~torch.isfinite(self.z.float())).flatten(1).any(1).nonzero().flatten().tolist()
+        if bad:
+            names = ", ".join(self.ids[i] for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
+            raise ValueError(
+                f"{len(bad)} sample(s) have NaN or inf activations ({names}); this is usually fp16 overflow: "
+                "collect again with dtype=torch.float32"
+            )
+
+    # ---- disk ----------------------------------------------------------------------------------------
+    def save(self, directory: str | Path, *, shard_size: int = 1024, overwrite: bool = False) -> Path:
+        """Write safetensors shards + ``manifest.json`` to ``directory``; refuses to overwrite by default."""
+        directory = Path(directory)
+        if (directory / MANIFEST).exists() and not overwrite:
+            raise FileExistsError(
+                f"{directory} already holds activations; pass overwrite=True or choose another directory"
+            )
+        directory.mkdir(parents=True, exist_ok=True)
+        shards = []
+        n_shards = max(1, math.ceil(self.n_samples / shard_size))
+        for s in range(n_shards):
+            lo, hi = s * shard_size, min(self.n_samples, (s + 1) * shard_size)
+            name = shard_name(s)
+            save_file({"z": self.z[lo:hi].contiguous(), "labels": self.labels[lo:hi].contiguous()},
+                      str(directory / name))
+            shards.append({"file": name, "n": hi - lo})
+        write_manifest(directory, provenance=self.provenance, shards=shards, ids=self.ids,
+                       sources=self.sources, complete=True)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> HeadActivations:
+        """Read a directory written by ``save`` or by ``collect_head_activations(out=...)``."""
+        directory = Path(directory)
+        manifest = read_manifest(directory)
+        if not manifest.get("complete", False):
+            raise ValueError(
+                f"{directory} holds an unfinished collection ({sum(s['n'] for s in manifest['shards'])} samples "
+                "so far); run collect_head_activations again with the same out= to finish it"
+            )
+        zs, labels = [], []
+        for shard in manifest["shards"]:
+            tensors = load_file(str(directory / shard["file"]))
+            zs.append(tensors["z"])
+            labels.append(tensors["labels"])
+        return cls(z=torch.cat(zs), labels=torch.cat(labels), ids=manifest["ids"], sources=manifest["sources"],
+                   provenance=manifest["provenance"])
+
+
+def shard_name(index: int) -> str:
+    return f"z-{index:05d}.safetensors"
+
+
+def write_manifest(directory: Path, *, provenance: dict[str, Any], shards: list[dict[str, Any]],
+                   ids: list[str], sources: list[str], complete: bool, extra: dict[str, Any] | None = None) -> None:
+    """Atomically (write + rename) record which shards are finished."""
+    manifest = {"format": FORMAT, "package_version": __version__, "complete": complete,
+                "provenance": provenance, "shards": shards, "ids": ids, "sources": sources}
+    if extra:
+        manifest.update(extra)
+    tmp = directory / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    tmp.replace(directory / MANIFEST)
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST
+    if not path.exists():
+        raise FileNotFoundError(f"no {MANIFEST} in {directory}; is this a directory of saved activations?")
+    manifest = json.loads(path.read_text())
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a sahs_lens activations manifest (format {manifest.get('format')!r})")
+    return dict(manifest)

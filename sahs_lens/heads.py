@@ -1,0 +1,157 @@
+"""Attention heads as values: ``Head(layer, head)`` and an ordered ``HeadSet``.
+
+A *head* is one attention head of the language model, addressed by its layer and its index inside the
+layer; in TransformerLens terms its output lives in ``blocks.{layer}.attn.hook_z[:, :, head]``. A
+``HeadSet`` is an ordered selection of heads (the order is the ranking: the first head is the best).
+Heads print as ``L12H5`` and parse back from that form, so a head set can travel through a command line,
+a JSON file or a notebook cell without losing anything.
+
+>>> heads = HeadSet.parse("L12H5, L3H0")
+>>> str(heads)
+'L12H5,L3H0'
+>>> heads[0]
+Head(layer=12, head=5)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, overload
+
+_HEAD_PATTERN = re.compile(r"^\s*L(\d+)H(\d+)\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, order=True)
+class Head:
+    """One attention head: ``layer`` and ``head`` index (both from 0)."""
+
+    layer: int
+    head: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.layer, int) or not isinstance(self.head, int):
+            raise TypeError(f"Head(layer, head) takes two ints; got {self.layer!r}, {self.head!r}")
+        if self.layer < 0 or self.head < 0:
+            raise ValueError(f"Head indices count from 0; got layer={self.layer}, head={self.head}")
+
+    def __str__(self) -> str:
+        return f"L{self.layer}H{self.head}"
+
+    @property
+    def hook_name(self) -> str:
+        """The TransformerLens hook that carries this head's output, ``blocks.{layer}.attn.hook_z``."""
+        return f"blocks.{self.layer}.attn.hook_z"
+
+    @classmethod
+    def parse(cls, text: str) -> Head:
+        """Parse ``"L12H5"`` (case-insensitive) into ``Head(12, 5)``."""
+        match = _HEAD_PATTERN.match(text)
+        if match is None:
+            raise ValueError(f"cannot read {text!r} as a head; write heads as L<layer>H<head>, e.g. 'L12H5'")
+        return cls(int(match.group(1)), int(match.group(2)))
+
+
+class HeadSet(Sequence[Head]):
+    """An ordered, duplicate-free selection of heads (best first when it comes from a ranking)."""
+
+    def __init__(self, heads: Iterable[Head | tuple[int, int] | str] = ()) -> None:
+        items: list[Head] = []
+        seen: set[Head] = set()
+        for item in heads:
+            head = _as_head(item)
+            if head in seen:
+                raise ValueError(f"head {head} appears twice in the head set; list each head once")
+            seen.add(head)
+            items.append(head)
+        self._heads: tuple[Head, ...] = tuple(items)
+
+    @classmethod
+    def parse(cls, text: str) -> HeadSet:
+        """Parse a comma- or space-separated list such as ``"L12H5, L3H0"``."""
+        parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
+        return cls(Head.parse(p) for p in parts)
+
+    @overload
+    def __getitem__(self, index: int) -> Head: ...
+    @overload
+    def __getitem__(self, index: slice) -> HeadSet: ...
+    def __getitem__(self, index: int | slice) -> Head | HeadSet:
+        if isinstance(index, slice):
+            return HeadSet(self._heads[index])
+        return self._heads[index]
+
+    def __len__(self) -> int:
+        return len(self._heads)
+
+    def __iter__(self) -> Iterator[Head]:
+        return iter(self._heads)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._heads
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, HeadSet):
+            return self._heads == other._heads
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._heads)
+
+    def __str__(self) -> str:
+        return ",".join(str(h) for h in self._heads)
+
+    def __repr__(self) -> str:
+        return f"HeadSet({str(self)!r})"
+
+    @property
+    def layers(self) -> list[int]:
+        """The distinct layers touched, in increasing order."""
+        return sorted({h.layer for h in self._heads})
+
+    def by_layer(self) -> dict[int, list[int]]:
+        """``{layer: [head, ...]}`` in ranking order within each layer."""
+        out: dict[int, list[int]] = {}
+        for h in self._heads:
+            out.setdefault(h.layer, []).append(h.head)
+        return out
+
+    def check_fits(self, n_layers: int, n_heads: int) -> None:
+        """Raise ``ValueError`` naming the heads that do not exist in a model of this shape."""
+        bad = [str(h) for h in self._heads if h.layer >= n_layers or h.head >= n_heads]
+        if bad:
+            raise ValueError(
+                f"heads {', '.join(bad)} do not exist in a model with {n_layers} layers x {n_heads} heads; "
+                f"valid heads run from L0H0 to L{n_layers - 1}H{n_heads - 1}"
+            )
+
+    def to_list(self) -> list[str]:
+        return [str(h) for h in self._heads]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"heads": self.to_list()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HeadSet:
+        return cls(Head.parse(h) for h in data["heads"])
+
+    def save(self, path: str | Path) -> None:
+        """Write ``{"heads": ["L12H5", ...]}`` to a JSON file."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> HeadSet:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _as_head(item: Head | tuple[int, int] | str) -> Head:
+    if isinstance(item, Head):
+        return item
+    if isinstance(item, str):
+        return Head.parse(item)
+    if isinstance(item, tuple) and len(item) == 2:
+        return Head(int(item[0]), int(item[1]))
+    raise TypeError(f"cannot use {item!r} as a head; pass Head(layer, head), (layer, head) or 'L<l>H<h>'")

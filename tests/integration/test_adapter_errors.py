@@ -1,0 +1,126 @@
+"""Bad input to model_adapters gets a clear error, and nothing is left behind."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from model_adapters import family_for, load_vlm, supported_families
+from model_adapters.testing import build_tiny_checkpoint, load_tiny
+
+
+@pytest.fixture(scope="module")
+def model():  # type: ignore[no-untyped-def]
+    return load_tiny("llava")
+
+
+def test_image_count_must_match_prompt_count(model, images) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="got 3 images for 2 prompts; pass one image"):
+        model.prepare(["a", "b"], images=images[:3])
+    with pytest.raises(ValueError, match="single image for 2 prompts"):
+        model.prepare(["a", "b"], images=images[0])
+
+
+def test_template_that_cannot_place_an_image(model, images) -> None:  # type: ignore[no-untyped-def]
+    raw = model.with_template("raw")
+    with pytest.raises(ValueError, match="cannot place an image"):
+        raw.prepare(["Describe this picture."], images=[images[0]])
+    # with the image token written by the user it works
+    batch = raw.prepare(["USER: <image>\nDescribe this picture. ASSISTANT:"], images=[images[0]])
+    assert batch.model_kwargs["pixel_values"].shape[0] == 1
+
+
+def test_unknown_template_lists_the_known_ones(model) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="llava-hf, raw, vicuna_v1"):
+        model.with_template("alpaca")
+
+
+def test_corrupt_and_missing_image_files_are_named(model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nthis is not an image")
+    with pytest.raises(ValueError, match="broken.png"):
+        model.prepare(["Describe it."], images=[bad])
+    with pytest.raises(ValueError, match="missing.jpg does not exist"):
+        model.prepare(["Describe it."], images=[tmp_path / "missing.jpg"])
+    with pytest.raises(TypeError, match="file paths, PIL images or None"):
+        model.prepare(["Describe it."], images=[42])
+
+
+def test_unknown_architecture_lists_supported_families(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="llava"):
+        family_for("PaliGemmaForConditionalGeneration")
+    path = build_tiny_checkpoint("llava", tmp_path / "ck")
+    config = json.loads((path / "config.json").read_text())
+    config["architectures"] = ["PaliGemmaForConditionalGeneration"]
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="unsupported model family or architecture 'PaliGemma"):
+        load_vlm(path)
+    assert "llava" in supported_families()
+
+
+def test_missing_checkpoint_directory() -> None:
+    with pytest.raises(ValueError, match="does not exist"):
+        load_vlm("./no/such/checkpoint")
+
+
+def test_unknown_hook_name_suggests_nearest(model) -> None:  # type: ignore[no-untyped-def]
+    batch = model.prepare(["hi"])
+    with pytest.raises(ValueError, match="did you mean 'blocks.1.attn.hook_z'"):
+        model.run_with_hooks(batch, fwd_hooks=[("blocks.1.attn.hook_zz", lambda z, hook: z)])
+    with pytest.raises(ValueError, match="unknown hook name"), model.hooks([("blocks.9.attn.hook_z", lambda z, hook: z)]):
+        pass
+    with pytest.raises(ValueError, match="unknown hook name"):
+        model.run_with_cache(batch, names_filter="blocks.0.atn.hook_z")
+
+
+def test_prompt_longer_than_context() -> None:
+    model = load_tiny("llava", max_positions=40)
+    with pytest.raises(ValueError, match="the model's context is 40 tokens"):
+        model.prepare(["word " * 60])
+
+
+def count_hooks(model) -> int:  # type: ignore[no-untyped-def]
+    return sum(len(hp.fwd_hooks) for hp in model.bridge.hook_dict.values())
+
+
+def test_hook_that_raises_leaves_no_hook_attached(model) -> None:  # type: ignore[no-untyped-def]
+    batch = model.prepare(["hi"])
+    before = count_hooks(model)
+
+    def boom(z, hook):  # type: ignore[no-untyped-def]
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        model.run_with_hooks(batch, fwd_hooks=[("blocks.0.attn.hook_z", boom)])
+    with pytest.raises(RuntimeError, match="boom"):
+        model.generate(batch, max_new_tokens=3, fwd_hooks=[("blocks.1.attn.hook_z", boom)])
+    assert count_hooks(model) == before
+    clean = model(batch)
+    assert torch.isfinite(clean).all()
+
+
+def test_loading_never_spawns_a_subprocess(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    path = build_tiny_checkpoint("llava", tmp_path / "ck")
+    # a checkpoint without a processor makes the bridge try `pip install torchvision`: it must not
+    (path / "processor_config.json").unlink()
+    calls: list[object] = []
+
+    def forbidden(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(args)
+        raise AssertionError(f"subprocess spawned: {args}")
+
+    monkeypatch.setattr(subprocess, "Popen", forbidden)
+    monkeypatch.setattr(subprocess, "check_call", forbidden)
+    monkeypatch.setattr(subprocess, "run", forbidden)
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(build_tiny_checkpoint("llava"))
+    model = load_vlm(path, processor=processor)
+    model.generate(model.prepare(["hi"]), max_new_tokens=2)
+    assert calls == []

@@ -1,0 +1,162 @@
+"""HookedVLM must agree with Hugging Face exactly, on tiny checkpoints of every supported family.
+
+The reference is a separately loaded Hugging Face model (eager attention) from the same checkpoint
+directory; head interventions on it are done with forward pre-hooks on each layer's ``o_proj``, whose input
+is the concatenation of the heads' outputs (``hook_z``).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForImageTextToText
+
+from model_adapters import HookedVLM, load_vlm
+from model_adapters.testing import build_tiny_checkpoint, tiny_families
+
+FAMILIES = tiny_families()
+TOL = 1e-5
+PROMPTS = ["How do I bake bread?", "Write a poem about the sea and the sky, please.", "hi"]
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def pair(request: pytest.FixtureRequest) -> tuple[HookedVLM, torch.nn.Module]:
+    path = build_tiny_checkpoint(request.param)
+    model = load_vlm(path)
+    reference = AutoModelForImageTextToText.from_pretrained(path, attn_implementation="eager",
+                                                            dtype=torch.float32).eval()
+    return model, reference
+
+
+def hf_logits(reference: torch.nn.Module, batch) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    with torch.no_grad():
+        return reference(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                         position_ids=batch.position_ids, **batch.model_kwargs).logits
+
+
+def o_proj(model: HookedVLM, reference: torch.nn.Module, layer: int) -> torch.nn.Module:
+    return model.family.attention_layers(reference)[layer].o_proj  # type: ignore[no-any-return]
+
+
+def test_single_prompt_logits_match(pair, images) -> None:  # type: ignore[no-untyped-def]
+    model, reference = pair
+    batch = model.prepare([PROMPTS[0]], images=[images[0]])
+    diff = (model(batch) - hf_logits(reference, batch)).abs().max().item()
+    assert diff <= TOL
+
+
+def test_left_padded_batch_matches_hf_and_unpadded_rows(pair, images) -> None:  # type: ignore[no-untyped-def]
+    model, reference = pair
+    row_images = [images[0], None, images[1]]
+    batch = model.prepare(PROMPTS, images=row_images)
+    assert batch.attention_mask.sum(-1).unique().numel() > 1, "rows should have different lengths"
+    logits = model(batch)
+    assert (logits - hf_logits(reference, batch)).abs().max().item() <= TOL
+    for row, (prompt, image) in enumerate(zip(PROMPTS, row_images)):
+        alone = model.prepare([prompt], images=[image])
+        n = alone.input_ids.shape[1]
+        assert torch.equal(batch.input_ids[row, -n:], alone.input_ids[0])
+        assert (logits[row, -n:] - model(alone)[0]).abs().max().item() <= TOL
+
+
+def test_hook_z_shape_and_matches_o_proj_input(pair, images) -> None:  # type: ignore[no-untyped-def]
+    model, reference = pair
+    batch = model.prepare(PROMPTS[:2], images=[images[0], images[1]])
+    _, cache = model.run_with_cache(batch, names_filter=lambda n: n.endswith("attn.hook_z"))
+    cfg = model.cfg
+    for layer in range(cfg.n_layers):
+        z = cache[f"blocks.{layer}.attn.hook_z"]
+        assert tuple(z.shape) == (2, batch.input_ids.shape[1], cfg.n_heads, cfg.d_head)
+        seen: dict[str, torch.Tensor] = {}
+        handle = o_proj(model, reference, layer).register_forward_pre_hook(
+            lambda _m, args: seen.__setitem__("z", args[0].detach().clone())
+        )
+        try:
+            hf_logits(reference, batch)
+        finally:
+            handle.remove()
+        hf_z = seen["z"].view(z.shape)
+        assert (z[:, -1] - hf_z[:, -1]).abs().max().item() <= TOL
+
+
+def zero_head_hook(head: int):  # type: ignore[no-untyped-def]
+    def hook(z: torch.Tensor, hook) -> torch.Tensor:  # type: ignore[no-untyped-def]
+        z = z.clone()
+        z[:, :, head] = 0.0
+        return z
+
+    return hook
+
+
+def zero_slice_pre_hook(head: int, d_head: int):  # type: ignore[no-untyped-def]
+    def pre_hook(_module, args):  # type: ignore[no-untyped-def]
+        x = args[0].clone()
+        x[..., head * d_head:(head + 1) * d_head] = 0.0
+        return (x,) + tuple(args[1:])
+
+    return pre_hook
+
+
+def test_zero_ablation_through_hook_z_equals_hf(pair, images) -> None:  # type: ignore[no-untyped-def]
+    model, reference = pair
+    cfg = model.cfg
+    batch = model.prepare(PROMPTS[:2], images=[images[0], None])
+    clean = model(batch)
+    for layer, head in [(0, 1), (cfg.n_layers - 1, cfg.n_heads - 1)]:
+        ablated = model.run_with_hooks(batch, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", zero_head_hook(head))])
+        handle = o_proj(model, reference, layer).register_forward_pre_hook(zero_slice_pre_hook(head, cfg.d_head))
+        try:
+            expected = hf_logits(reference, batch)
+        finally:
+            handle.remove()
+        assert (ablated - expected).abs().max().item() <= TOL
+        assert (ablated - clean).abs().max().item() > 1e-4, "the ablation should change the logits"
+
+
+def hf_generate(reference: torch.nn.Module, batch, n: int) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    with torch.no_grad():
+        out = reference.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                 **batch.model_kwargs, max_new_tokens=n, do_sample=False)
+    return out[:, batch.input_ids.shape[1]:]
+
+
+@pytest.mark.parametrize("mode", ["plain", "reading_hook", "ablation_hook"])
+def test_greedy_generation_matches_hf(pair, images, mode: str) -> None:  # type: ignore[no-untyped-def]
+    model, reference = pair
+    batch = model.prepare(PROMPTS, images=[images[0], None, images[2]])
+    hooks = []
+    handle = None
+    seen_steps: list[int] = []
+    if mode == "reading_hook":
+        def read(z, hook):  # type: ignore[no-untyped-def]
+            seen_steps.append(z.shape[1])
+            return None
+
+        hooks = [("blocks.0.attn.hook_z", read)]
+    elif mode == "ablation_hook":
+        layer, head = model.cfg.n_layers - 1, 0
+        hooks = [(f"blocks.{layer}.attn.hook_z", zero_head_hook(head))]
+        handle = o_proj(model, reference, layer).register_forward_pre_hook(zero_slice_pre_hook(head, model.cfg.d_head))
+    try:
+        expected = hf_generate(reference, batch, 32)
+    finally:
+        if handle is not None:
+            handle.remove()
+    got = model.generate_tokens(batch, max_new_tokens=32, fwd_hooks=hooks)
+    assert got.tokens.shape == expected.shape
+    assert torch.equal(got.tokens, expected)
+    if mode == "reading_hook":
+        assert seen_steps[0] == batch.input_ids.shape[1] and set(seen_steps[1:]) == {1}
+        assert len(seen_steps) == expected.shape[1]
+
+
+def test_bf16_runs_end_to_end(images) -> None:  # type: ignore[no-untyped-def]
+    for family in FAMILIES:
+        model = load_vlm(build_tiny_checkpoint(family), dtype=torch.bfloat16)
+        batch = model.prepare(PROMPTS[:2], images=[images[0], None])
+        assert batch.model_kwargs.get("pixel_values") is None or batch.model_kwargs["pixel_values"].dtype == torch.bfloat16
+        logits, cache = model.run_with_cache(batch, names_filter="blocks.0.attn.hook_z")
+        assert torch.isfinite(logits.float()).all()
+        assert cache["blocks.0.attn.hook_z"].dtype == torch.bfloat16
+        texts = model.generate(batch, max_new_tokens=4)
+        assert len(texts) == 2
