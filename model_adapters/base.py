@@ -58,9 +58,15 @@ class VLMConfig:
 
     def identity(self) -> dict[str, Any]:
         """The fields an artifact must agree with to be used on this model."""
-        return {"model_name": self.model_name, "checkpoint": self.checkpoint, "family": self.family,
-                "n_layers": self.n_layers, "n_heads": self.n_heads, "d_head": self.d_head,
-                "template": self.template}
+        return {
+            "model_name": self.model_name,
+            "checkpoint": self.checkpoint,
+            "family": self.family,
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "d_head": self.d_head,
+            "template": self.template,
+        }
 
 
 @dataclass
@@ -101,8 +107,12 @@ class VLMInputs:
                 if dtype is not None and value.is_floating_point():
                     value = value.to(dtype)
             kwargs[key] = value
-        return replace(self, input_ids=self.input_ids.to(device), attention_mask=self.attention_mask.to(device),
-                       model_kwargs=kwargs)
+        return replace(
+            self,
+            input_ids=self.input_ids.to(device),
+            attention_mask=self.attention_mask.to(device),
+            model_kwargs=kwargs,
+        )
 
 
 @dataclass
@@ -126,7 +136,9 @@ class HookedVLM:
     ``family`` and ``cfg`` (a ``VLMConfig``).
     """
 
-    def __init__(self, bridge: Any, processor: Any, family: Family, template: Template, cfg: VLMConfig) -> None:
+    def __init__(
+        self, bridge: Any, processor: Any, family: Family, template: Template, cfg: VLMConfig
+    ) -> None:
         self.bridge = bridge
         self.processor = processor
         self.tokenizer = processor.tokenizer
@@ -161,8 +173,10 @@ class HookedVLM:
 
     def __repr__(self) -> str:
         c = self.cfg
-        return (f"HookedVLM({c.model_name!r}, family={c.family}, template={c.template}, {c.n_layers} layers x "
-                f"{c.n_heads} heads x d_head {c.d_head}, {c.dtype} on {c.device})")
+        return (
+            f"HookedVLM({c.model_name!r}, family={c.family}, template={c.template}, {c.n_layers} layers x "
+            f"{c.n_heads} heads x d_head {c.d_head}, {c.dtype} on {c.device})"
+        )
 
     def with_template(self, template: str) -> HookedVLM:
         """The same model and weights with another prompt template."""
@@ -174,7 +188,9 @@ class HookedVLM:
         """The templated text for one prompt (ends with the assistant prefix)."""
         return self.template.render(prompt, has_image, self.processor)
 
-    def prepare(self, prompts: str | Sequence[str], images: ImageLike | Sequence[ImageLike] = None) -> VLMInputs:
+    def prepare(
+        self, prompts: str | Sequence[str], images: ImageLike | Sequence[ImageLike] = None
+    ) -> VLMInputs:
         """Template, tokenize and left-pad prompts with their images.
 
         Args:
@@ -210,7 +226,7 @@ class HookedVLM:
                 f"got {len(image_list)} images for {len(prompts)} prompts; pass one image (or None) per prompt"
             )
         loaded = [open_image(im) for im in image_list]
-        texts = [self.format_prompt(p, im is not None) for p, im in zip(prompts, loaded)]
+        texts = [self.format_prompt(p, im is not None) for p, im in zip(prompts, loaded, strict=True)]
         proc_kwargs = self.family.processor_images(loaded)
         encoded = self.processor(text=texts, return_tensors="pt", padding=True, **proc_kwargs)
         input_ids = encoded.pop("input_ids")
@@ -221,8 +237,14 @@ class HookedVLM:
                 f"prompt {longest} is {int(attention_mask[longest].sum())} tokens long (images included) but "
                 f"the model's context is {self.cfg.n_ctx} tokens; shorten the prompt or use a smaller image"
             )
-        batch = VLMInputs(input_ids=input_ids, attention_mask=attention_mask, model_kwargs=dict(encoded),
-                          prompts=prompts, texts=texts, images=loaded)
+        batch = VLMInputs(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            model_kwargs=dict(encoded),
+            prompts=prompts,
+            texts=texts,
+            images=loaded,
+        )
         return batch.to(self.device, self.dtype)
 
     def _as_inputs(self, inputs: VLMInputs | str | Sequence[str]) -> VLMInputs:
@@ -231,8 +253,11 @@ class HookedVLM:
         return self.prepare(inputs)
 
     def _forward_kwargs(self, inputs: VLMInputs) -> dict[str, Any]:
-        return {"attention_mask": inputs.attention_mask, "position_ids": inputs.position_ids,
-                **inputs.model_kwargs}
+        return {
+            "attention_mask": inputs.attention_mask,
+            "position_ids": inputs.position_ids,
+            **inputs.model_kwargs,
+        }
 
     # ---- running -------------------------------------------------------------------------------------
     def __call__(self, inputs: VLMInputs | str | Sequence[str]) -> Float[Tensor, "batch pos d_vocab"]:
@@ -242,8 +267,10 @@ class HookedVLM:
             return self.bridge(batch.input_ids, **self._forward_kwargs(batch))  # type: ignore[no-any-return]
 
     def run_with_cache(
-        self, inputs: VLMInputs | str | Sequence[str], names_filter: str | Sequence[str] | Callable[[str], bool]
-        | None = None, **kwargs: Any,
+        self,
+        inputs: VLMInputs | str | Sequence[str],
+        names_filter: str | Sequence[str] | Callable[[str], bool] | None = None,
+        **kwargs: Any,
     ) -> tuple[Float[Tensor, "batch pos d_vocab"], ActivationCache]:
         """Logits and an ``ActivationCache`` of the hooks that ``names_filter`` selects (TransformerLens').
 
@@ -261,8 +288,9 @@ class HookedVLM:
                 batch.input_ids, names_filter=names_filter, **self._forward_kwargs(batch), **kwargs
             )
 
-    def run_with_hooks(self, inputs: VLMInputs | str | Sequence[str],
-                       fwd_hooks: Sequence[FwdHook] = ()) -> Float[Tensor, "batch pos d_vocab"]:
+    def run_with_hooks(
+        self, inputs: VLMInputs | str | Sequence[str], fwd_hooks: Sequence[FwdHook] = ()
+    ) -> Float[Tensor, "batch pos d_vocab"]:
         """Logits with ``fwd_hooks`` (``[(hook name or filter, fn(tensor, hook))]``) active for one forward."""
         with self.hooks(fwd_hooks):
             return self(inputs)
@@ -300,10 +328,19 @@ class HookedVLM:
                 )
 
     # ---- generation ----------------------------------------------------------------------------------
-    def generate(self, inputs: VLMInputs | str | Sequence[str], max_new_tokens: int = 32, *,
-                 do_sample: bool = False, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, seed: int | None = None, stop_at_eos: bool = True,
-                 fwd_hooks: Sequence[FwdHook] = ()) -> list[str]:
+    def generate(
+        self,
+        inputs: VLMInputs | str | Sequence[str],
+        max_new_tokens: int = 32,
+        *,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        stop_at_eos: bool = True,
+        fwd_hooks: Sequence[FwdHook] = (),
+    ) -> list[str]:
         """Generate text for every row; hooks (``fwd_hooks`` and any active ``hooks()``) run on every step.
 
         Greedy by default, with a KV cache; token for token the same as Hugging Face ``generate``.
@@ -311,15 +348,32 @@ class HookedVLM:
         Example:
             >>> model.generate(model.prepare(["How do I bake bread?"]), max_new_tokens=32)
         """
-        return self.generate_tokens(inputs, max_new_tokens, do_sample=do_sample, temperature=temperature,
-                                    top_k=top_k, top_p=top_p, seed=seed, stop_at_eos=stop_at_eos,
-                                    fwd_hooks=fwd_hooks).texts
+        return self.generate_tokens(
+            inputs,
+            max_new_tokens,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            stop_at_eos=stop_at_eos,
+            fwd_hooks=fwd_hooks,
+        ).texts
 
-    def generate_tokens(self, inputs: VLMInputs | str | Sequence[str], max_new_tokens: int = 32, *,
-                        do_sample: bool = False, temperature: float = 1.0, top_k: int | None = None,
-                        top_p: float | None = None, seed: int | None = None, stop_at_eos: bool = True,
-                        fwd_hooks: Sequence[FwdHook] = (),
-                        logits_processor: LogitsProcessor | None = None) -> Generation:
+    def generate_tokens(
+        self,
+        inputs: VLMInputs | str | Sequence[str],
+        max_new_tokens: int = 32,
+        *,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        stop_at_eos: bool = True,
+        fwd_hooks: Sequence[FwdHook] = (),
+        logits_processor: LogitsProcessor | None = None,
+    ) -> Generation:
         """Like ``generate`` but returns a ``Generation`` (new token ids, texts, finished flags).
 
         ``logits_processor(step, generated [batch, step], logits [batch, d_vocab]) -> logits`` may rewrite
@@ -329,7 +383,9 @@ class HookedVLM:
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1; got {max_new_tokens}")
         if do_sample and temperature <= 0:
-            raise ValueError(f"temperature must be > 0 when sampling; got {temperature} (use do_sample=False)")
+            raise ValueError(
+                f"temperature must be > 0 when sampling; got {temperature} (use do_sample=False)"
+            )
         generator = None
         if do_sample:
             generator = torch.Generator(device=self.device)
@@ -346,9 +402,15 @@ class HookedVLM:
         past: Any = None
         with self.hooks(fwd_hooks), torch.no_grad():
             for step in range(max_new_tokens):
-                logits, past = self.bridge(step_ids, attention_mask=mask, position_ids=positions,
-                                           past_key_values=past, use_cache=True, return_type="logits_and_cache",
-                                           **extra)
+                logits, past = self.bridge(
+                    step_ids,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    past_key_values=past,
+                    use_cache=True,
+                    return_type="logits_and_cache",
+                    **extra,
+                )
                 if past is None:
                     raise RuntimeError(
                         "the model returned no KV cache; this transformers version is not supported by the "
@@ -360,8 +422,9 @@ class HookedVLM:
                     next_logits = logits_processor(step, generated, next_logits)
                 next_tokens = _pick_tokens(next_logits, do_sample, temperature, top_k, top_p, generator)
                 if stop_at_eos:
-                    next_tokens = torch.where(finished, torch.full_like(next_tokens, self.pad_token_id),
-                                              next_tokens)
+                    next_tokens = torch.where(
+                        finished, torch.full_like(next_tokens, self.pad_token_id), next_tokens
+                    )
                     finished |= torch.isin(next_tokens, eos)
                 generated = torch.cat([generated, next_tokens[:, None]], dim=1)
                 if stop_at_eos and bool(finished.all()):
@@ -382,8 +445,14 @@ class HookedVLM:
         return texts
 
 
-def _pick_tokens(logits: Tensor, do_sample: bool, temperature: float, top_k: int | None, top_p: float | None,
-                 generator: torch.Generator | None) -> Tensor:
+def _pick_tokens(
+    logits: Tensor,
+    do_sample: bool,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    generator: torch.Generator | None,
+) -> Tensor:
     if not do_sample:
         return logits.argmax(dim=-1)
     logits = logits / temperature

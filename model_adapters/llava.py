@@ -49,7 +49,9 @@ LLAVA = register_family(
         name="llava",
         architectures=("LlavaForConditionalGeneration",),
         templates={
-            "llava-hf": chat_template("llava-hf", "the llava-hf checkpoint's chat template (no system prompt)"),
+            "llava-hf": chat_template(
+                "llava-hf", "the llava-hf checkpoint's chat template (no system prompt)"
+            ),
             "vicuna_v1": VICUNA_V1,
             "raw": raw_template("<image>"),
         },

@@ -54,8 +54,15 @@ def checkpoint_fingerprint(model: nn.Module) -> str:
     return "sha256:" + digest.hexdigest()[:16]
 
 
-def load_vlm(source: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-             template: str | None = None, hf_model: nn.Module | None = None, processor: Any = None) -> HookedVLM:
+def load_vlm(
+    source: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    template: str | None = None,
+    hf_model: nn.Module | None = None,
+    processor: Any = None,
+) -> HookedVLM:
     """Load a vision-language model and wrap it as a ``HookedVLM``.
 
     Args:
@@ -113,18 +120,26 @@ def load_vlm(source: str | Path, *, device: str | torch.device = "cpu", dtype: t
     from transformer_lens.model_bridge import TransformerBridge
 
     with no_runtime_installs():
-        bridge = TransformerBridge.boot_transformers(name, hf_model=hf_model, tokenizer=processor.tokenizer,
-                                                     device=str(device), dtype=dtype)
+        bridge = TransformerBridge.boot_transformers(
+            name, hf_model=hf_model, tokenizer=processor.tokenizer, device=str(device), dtype=dtype
+        )
     bridge.processor = processor
     text_config = config.get_text_config()
     n_heads = int(bridge.cfg.n_heads)
     d_model = int(bridge.cfg.d_model)
     cfg = VLMConfig(
-        model_name=name, family=family.name, template=tpl.name, n_layers=int(bridge.cfg.n_layers),
-        n_heads=n_heads, d_head=int(bridge.cfg.d_head), d_model=d_model,
+        model_name=name,
+        family=family.name,
+        template=tpl.name,
+        n_layers=int(bridge.cfg.n_layers),
+        n_heads=n_heads,
+        d_head=int(bridge.cfg.d_head),
+        d_model=d_model,
         n_key_value_heads=int(getattr(text_config, "num_key_value_heads", None) or n_heads),
-        d_vocab=int(bridge.cfg.d_vocab), n_ctx=int(getattr(text_config, "max_position_embeddings", 0) or 10**9),
+        d_vocab=int(bridge.cfg.d_vocab),
+        n_ctx=int(getattr(text_config, "max_position_embeddings", 0) or 10**9),
         dtype=str(next(hf_model.parameters()).dtype).replace("torch.", ""),
-        device=str(next(hf_model.parameters()).device), checkpoint=checkpoint_fingerprint(hf_model),
+        device=str(next(hf_model.parameters()).device),
+        checkpoint=checkpoint_fingerprint(hf_model),
     )
     return HookedVLM(bridge, processor, family, tpl, cfg)

@@ -61,8 +61,9 @@ def raw_template(image_token_hint: str) -> Template:
             )
         return prompt
 
-    return Template("raw", "the prompt exactly as given (write the image token yourself)", render,
-                    places_images=False)
+    return Template(
+        "raw", "the prompt exactly as given (write the image token yourself)", render, places_images=False
+    )
 
 
 def default_processor_images(images: ImageBatch) -> dict[str, Any]:
@@ -125,8 +126,11 @@ def family_for(architecture_or_name: str) -> Family:
     """Look a family up by Hugging Face architecture (``LlavaForConditionalGeneration``) or family name."""
     _load_builtin_families()
     for fam in _FAMILIES.values():
-        if architecture_or_name == fam.name or architecture_or_name in fam.architectures \
-                or architecture_or_name in fam.aliases:
+        if (
+            architecture_or_name == fam.name
+            or architecture_or_name in fam.architectures
+            or architecture_or_name in fam.aliases
+        ):
             return fam
     listing = "; ".join(f"{name} ({', '.join(archs)})" for name, archs in supported_families().items())
     raise ValueError(

@@ -31,8 +31,17 @@ from sahs_lens.heads import Head, HeadSet
 MANIFEST = "manifest.json"
 FORMAT = "sahs_lens.head_activations/1"
 # Provenance fields that must agree before features from one run can be used with a model or another run.
-IDENTITY_FIELDS = ("model_name", "checkpoint", "family", "n_layers", "n_heads", "d_head", "template", "hook",
-                   "position_rule")
+IDENTITY_FIELDS = (
+    "model_name",
+    "checkpoint",
+    "family",
+    "n_layers",
+    "n_heads",
+    "d_head",
+    "template",
+    "hook",
+    "position_rule",
+)
 
 
 @dataclass
@@ -68,9 +77,8 @@ class HeadActivations:
                 f"labels must be one per sample: z has {self.z.shape[0]} samples, labels has shape "
                 f"{tuple(labels.shape)}"
             )
-        if labels.is_floating_point():
-            if not torch.all(labels == labels.round()):
-                raise ValueError("labels must be 0 (benign) or 1 (malicious); got fractional values")
+        if labels.is_floating_point() and not torch.all(labels == labels.round()):
+            raise ValueError("labels must be 0 (benign) or 1 (malicious); got fractional values")
         labels = labels.long()
         bad = sorted(set(labels.unique().tolist()) - {0, 1})
         if bad:
@@ -87,8 +95,13 @@ class HeadActivations:
             )
         self.ids = [str(i) for i in self.ids]
         self.sources = [str(s) for s in self.sources]
-        prov = {"n_layers": self.n_layers, "n_heads": self.n_heads, "d_head": self.d_head,
-                "hook": "blocks.{layer}.attn.hook_z", "position_rule": "last_prompt_token"}
+        prov = {
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "d_head": self.d_head,
+            "hook": "blocks.{layer}.attn.hook_z",
+            "position_rule": "last_prompt_token",
+        }
         prov.update(self.provenance)
         self.provenance = prov
 
@@ -115,8 +128,10 @@ class HeadActivations:
     def __repr__(self) -> str:
         n_pos = int(self.labels.sum())
         model = self.provenance.get("model_name", "?")
-        return (f"HeadActivations({self.n_samples} samples ({n_pos} malicious), {self.n_layers} layers x "
-                f"{self.n_heads} heads x d_head {self.d_head}, model={model!r})")
+        return (
+            f"HeadActivations({self.n_samples} samples ({n_pos} malicious), {self.n_layers} layers x "
+            f"{self.n_heads} heads x d_head {self.d_head}, model={model!r})"
+        )
 
     # ---- selection -----------------------------------------------------------------------------------
     def select(self, index: Sequence[int] | Tensor | slice) -> HeadActivations:
@@ -129,8 +144,13 @@ class HeadActivations:
                 idx = idx.nonzero().flatten()
         idx = idx.long()
         keep = idx.tolist()
-        return HeadActivations(z=self.z[idx], labels=self.labels[idx], ids=[self.ids[i] for i in keep],
-                               sources=[self.sources[i] for i in keep], provenance=dict(self.provenance))
+        return HeadActivations(
+            z=self.z[idx],
+            labels=self.labels[idx],
+            ids=[self.ids[i] for i in keep],
+            sources=[self.sources[i] for i in keep],
+            provenance=dict(self.provenance),
+        )
 
     def features(self, heads: HeadSet | Sequence[Head]) -> Float[Tensor, "n k_times_d_head"]:
         """The concatenated features of ``heads`` in their order: ``[n_samples, len(heads) * d_head]``."""
@@ -155,8 +175,10 @@ class HeadActivations:
         if datasets:
             prov["dataset"] = "+".join(dict.fromkeys(str(d) for d in datasets))
         return HeadActivations(
-            z=torch.cat([p.z for p in parts]), labels=torch.cat([p.labels for p in parts]),
-            ids=[i for p in parts for i in p.ids], sources=[s for p in parts for s in p.sources],
+            z=torch.cat([p.z for p in parts]),
+            labels=torch.cat([p.labels for p in parts]),
+            ids=[i for p in parts for i in p.ids],
+            sources=[s for p in parts for s in p.sources],
             provenance=prov,
         )
 
@@ -164,12 +186,17 @@ class HeadActivations:
     def identity(self) -> dict[str, Any]:
         return {k: self.provenance.get(k) for k in IDENTITY_FIELDS}
 
-    def check_compatible(self, other: HeadActivations | dict[str, Any], *, what: str = "these activations") -> None:
+    def check_compatible(
+        self, other: HeadActivations | dict[str, Any], *, what: str = "these activations"
+    ) -> None:
         """Raise ``ValueError`` naming each identity field that differs (missing fields are not compared)."""
         theirs = other.identity() if isinstance(other, HeadActivations) else other
         mine = self.identity()
-        diffs = [f"{k}: {mine[k]!r} vs {theirs.get(k)!r}" for k in IDENTITY_FIELDS
-                 if mine.get(k) is not None and theirs.get(k) is not None and mine[k] != theirs.get(k)]
+        diffs = [
+            f"{k}: {mine[k]!r} vs {theirs.get(k)!r}"
+            for k in IDENTITY_FIELDS
+            if mine.get(k) is not None and theirs.get(k) is not None and mine[k] != theirs.get(k)
+        ]
         if diffs:
             raise ValueError(
                 f"{what} come from a different model or setup ({'; '.join(diffs)}); collect activations "
@@ -200,11 +227,19 @@ class HeadActivations:
         for s in range(n_shards):
             lo, hi = s * shard_size, min(self.n_samples, (s + 1) * shard_size)
             name = shard_name(s)
-            save_file({"z": self.z[lo:hi].contiguous(), "labels": self.labels[lo:hi].contiguous()},
-                      str(directory / name))
+            save_file(
+                {"z": self.z[lo:hi].contiguous(), "labels": self.labels[lo:hi].contiguous()},
+                str(directory / name),
+            )
             shards.append({"file": name, "n": hi - lo})
-        write_manifest(directory, provenance=self.provenance, shards=shards, ids=self.ids,
-                       sources=self.sources, complete=True)
+        write_manifest(
+            directory,
+            provenance=self.provenance,
+            shards=shards,
+            ids=self.ids,
+            sources=self.sources,
+            complete=True,
+        )
         return directory
 
     @classmethod
@@ -222,19 +257,39 @@ class HeadActivations:
             tensors = load_file(str(directory / shard["file"]))
             zs.append(tensors["z"])
             labels.append(tensors["labels"])
-        return cls(z=torch.cat(zs), labels=torch.cat(labels), ids=manifest["ids"], sources=manifest["sources"],
-                   provenance=manifest["provenance"])
+        return cls(
+            z=torch.cat(zs),
+            labels=torch.cat(labels),
+            ids=manifest["ids"],
+            sources=manifest["sources"],
+            provenance=manifest["provenance"],
+        )
 
 
 def shard_name(index: int) -> str:
     return f"z-{index:05d}.safetensors"
 
 
-def write_manifest(directory: Path, *, provenance: dict[str, Any], shards: list[dict[str, Any]],
-                   ids: list[str], sources: list[str], complete: bool, extra: dict[str, Any] | None = None) -> None:
+def write_manifest(
+    directory: Path,
+    *,
+    provenance: dict[str, Any],
+    shards: list[dict[str, Any]],
+    ids: list[str],
+    sources: list[str],
+    complete: bool,
+    extra: dict[str, Any] | None = None,
+) -> None:
     """Atomically (write + rename) record which shards are finished."""
-    manifest = {"format": FORMAT, "package_version": __version__, "complete": complete,
-                "provenance": provenance, "shards": shards, "ids": ids, "sources": sources}
+    manifest = {
+        "format": FORMAT,
+        "package_version": __version__,
+        "complete": complete,
+        "provenance": provenance,
+        "shards": shards,
+        "ids": ids,
+        "sources": sources,
+    }
     if extra:
         manifest.update(extra)
     tmp = directory / (MANIFEST + ".tmp")
@@ -248,5 +303,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"no {MANIFEST} in {directory}; is this a directory of saved activations?")
     manifest = json.loads(path.read_text())
     if manifest.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a sahs_lens activations manifest (format {manifest.get('format')!r})")
+        raise ValueError(
+            f"{path} is not a sahs_lens activations manifest (format {manifest.get('format')!r})"
+        )
     return dict(manifest)

@@ -44,12 +44,15 @@ def tiny_families() -> list[str]:
     return sorted(_BUILDERS)
 
 
-def build_tiny_checkpoint(family: str = "llava", directory: str | Path | None = None, *, seed: int = 0,
-                          **overrides: Any) -> Path:
+def build_tiny_checkpoint(
+    family: str = "llava", directory: str | Path | None = None, *, seed: int = 0, **overrides: Any
+) -> Path:
     """Write a tiny random checkpoint of ``family`` to ``directory`` (a cached temp dir when None)."""
     _load_builders()
     if family not in _BUILDERS:
-        raise ValueError(f"no tiny checkpoint builder for {family!r}; available: {', '.join(tiny_families())}")
+        raise ValueError(
+            f"no tiny checkpoint builder for {family!r}; available: {', '.join(tiny_families())}"
+        )
     if directory is None:
         key = (family, seed, tuple(sorted(overrides.items())))
         if key in _CACHE and (_CACHE[key] / "config.json").exists():
@@ -66,8 +69,14 @@ def build_tiny_checkpoint(family: str = "llava", directory: str | Path | None = 
         return _BUILDERS[family](directory, seed=seed, **overrides)
 
 
-def load_tiny(family: str = "llava", *, seed: int = 0, dtype: torch.dtype | None = None, template: str | None = None,
-              **overrides: Any) -> HookedVLM:
+def load_tiny(
+    family: str = "llava",
+    *,
+    seed: int = 0,
+    dtype: torch.dtype | None = None,
+    template: str | None = None,
+    **overrides: Any,
+) -> HookedVLM:
     """Build (or reuse) a tiny checkpoint of ``family`` and load it with ``load_vlm``."""
     path = build_tiny_checkpoint(family, seed=seed, **overrides)
     return load_vlm(path, dtype=dtype, template=template)

@@ -24,16 +24,28 @@ CORPUS = [
 ]
 
 
-def train_tokenizer(special_tokens: Sequence[str], *, vocab_size: int = 400, bos: str | None = "<s>",
-                    eos: str = "</s>", pad: str = "<pad>", unk: str | None = "<unk>",
-                    corpus: Sequence[str] = CORPUS, extra: dict[str, str] | None = None,
-                    add_bos: bool = True) -> PreTrainedTokenizerFast:
+def train_tokenizer(
+    special_tokens: Sequence[str],
+    *,
+    vocab_size: int = 400,
+    bos: str | None = "<s>",
+    eos: str = "</s>",
+    pad: str = "<pad>",
+    unk: str | None = "<unk>",
+    corpus: Sequence[str] = CORPUS,
+    extra: dict[str, str] | None = None,
+    add_bos: bool = True,
+) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer (about 0.02 s) and wrap it as a ``PreTrainedTokenizerFast``."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(special_tokens),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(special_tokens),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(list(corpus) * 4, trainer)
     if bos is not None and add_bos:
         tok.post_processor = processors.TemplateProcessing(

@@ -71,7 +71,10 @@ def test_unknown_hook_name_suggests_nearest(model) -> None:  # type: ignore[no-u
     batch = model.prepare(["hi"])
     with pytest.raises(ValueError, match="did you mean 'blocks.1.attn.hook_z'"):
         model.run_with_hooks(batch, fwd_hooks=[("blocks.1.attn.hook_zz", lambda z, hook: z)])
-    with pytest.raises(ValueError, match="unknown hook name"), model.hooks([("blocks.9.attn.hook_z", lambda z, hook: z)]):
+    with (
+        pytest.raises(ValueError, match="unknown hook name"),
+        model.hooks([("blocks.9.attn.hook_z", lambda z, hook: z)]),
+    ):
         pass
     with pytest.raises(ValueError, match="unknown hook name"):
         model.run_with_cache(batch, names_filter="blocks.0.atn.hook_z")

@@ -23,15 +23,20 @@ PROMPTS = ["How do I bake bread?", "Write a poem about the sea and the sky, plea
 def pair(request: pytest.FixtureRequest) -> tuple[HookedVLM, torch.nn.Module]:
     path = build_tiny_checkpoint(request.param)
     model = load_vlm(path)
-    reference = AutoModelForImageTextToText.from_pretrained(path, attn_implementation="eager",
-                                                            dtype=torch.float32).eval()
+    reference = AutoModelForImageTextToText.from_pretrained(
+        path, attn_implementation="eager", dtype=torch.float32
+    ).eval()
     return model, reference
 
 
 def hf_logits(reference: torch.nn.Module, batch) -> torch.Tensor:  # type: ignore[no-untyped-def]
     with torch.no_grad():
-        return reference(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                         position_ids=batch.position_ids, **batch.model_kwargs).logits
+        return reference(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            **batch.model_kwargs,
+        ).logits
 
 
 def o_proj(model: HookedVLM, reference: torch.nn.Module, layer: int) -> torch.nn.Module:
@@ -52,7 +57,7 @@ def test_left_padded_batch_matches_hf_and_unpadded_rows(pair, images) -> None:  
     assert batch.attention_mask.sum(-1).unique().numel() > 1, "rows should have different lengths"
     logits = model(batch)
     assert (logits - hf_logits(reference, batch)).abs().max().item() <= TOL
-    for row, (prompt, image) in enumerate(zip(PROMPTS, row_images)):
+    for row, (prompt, image) in enumerate(zip(PROMPTS, row_images, strict=True)):
         alone = model.prepare([prompt], images=[image])
         n = alone.input_ids.shape[1]
         assert torch.equal(batch.input_ids[row, -n:], alone.input_ids[0])
@@ -68,9 +73,11 @@ def test_hook_z_shape_and_matches_o_proj_input(pair, images) -> None:  # type: i
         z = cache[f"blocks.{layer}.attn.hook_z"]
         assert tuple(z.shape) == (2, batch.input_ids.shape[1], cfg.n_heads, cfg.d_head)
         seen: dict[str, torch.Tensor] = {}
-        handle = o_proj(model, reference, layer).register_forward_pre_hook(
-            lambda _m, args: seen.__setitem__("z", args[0].detach().clone())
-        )
+
+        def record(_module, args, seen=seen):  # type: ignore[no-untyped-def]
+            seen["z"] = args[0].detach().clone()
+
+        handle = o_proj(model, reference, layer).register_forward_pre_hook(record)
         try:
             hf_logits(reference, batch)
         finally:
@@ -91,7 +98,7 @@ def zero_head_hook(head: int):  # type: ignore[no-untyped-def]
 def zero_slice_pre_hook(head: int, d_head: int):  # type: ignore[no-untyped-def]
     def pre_hook(_module, args):  # type: ignore[no-untyped-def]
         x = args[0].clone()
-        x[..., head * d_head:(head + 1) * d_head] = 0.0
+        x[..., head * d_head : (head + 1) * d_head] = 0.0
         return (x,) + tuple(args[1:])
 
     return pre_hook
@@ -103,8 +110,12 @@ def test_zero_ablation_through_hook_z_equals_hf(pair, images) -> None:  # type: 
     batch = model.prepare(PROMPTS[:2], images=[images[0], None])
     clean = model(batch)
     for layer, head in [(0, 1), (cfg.n_layers - 1, cfg.n_heads - 1)]:
-        ablated = model.run_with_hooks(batch, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", zero_head_hook(head))])
-        handle = o_proj(model, reference, layer).register_forward_pre_hook(zero_slice_pre_hook(head, cfg.d_head))
+        ablated = model.run_with_hooks(
+            batch, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", zero_head_hook(head))]
+        )
+        handle = o_proj(model, reference, layer).register_forward_pre_hook(
+            zero_slice_pre_hook(head, cfg.d_head)
+        )
         try:
             expected = hf_logits(reference, batch)
         finally:
@@ -115,9 +126,14 @@ def test_zero_ablation_through_hook_z_equals_hf(pair, images) -> None:  # type: 
 
 def hf_generate(reference: torch.nn.Module, batch, n: int) -> torch.Tensor:  # type: ignore[no-untyped-def]
     with torch.no_grad():
-        out = reference.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                                 **batch.model_kwargs, max_new_tokens=n, do_sample=False)
-    return out[:, batch.input_ids.shape[1]:]
+        out = reference.generate(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            **batch.model_kwargs,
+            max_new_tokens=n,
+            do_sample=False,
+        )
+    return out[:, batch.input_ids.shape[1] :]
 
 
 @pytest.mark.parametrize("mode", ["plain", "reading_hook", "ablation_hook"])
@@ -128,6 +144,7 @@ def test_greedy_generation_matches_hf(pair, images, mode: str) -> None:  # type:
     handle = None
     seen_steps: list[int] = []
     if mode == "reading_hook":
+
         def read(z, hook):  # type: ignore[no-untyped-def]
             seen_steps.append(z.shape[1])
             return None
@@ -136,7 +153,9 @@ def test_greedy_generation_matches_hf(pair, images, mode: str) -> None:  # type:
     elif mode == "ablation_hook":
         layer, head = model.cfg.n_layers - 1, 0
         hooks = [(f"blocks.{layer}.attn.hook_z", zero_head_hook(head))]
-        handle = o_proj(model, reference, layer).register_forward_pre_hook(zero_slice_pre_hook(head, model.cfg.d_head))
+        handle = o_proj(model, reference, layer).register_forward_pre_hook(
+            zero_slice_pre_hook(head, model.cfg.d_head)
+        )
     try:
         expected = hf_generate(reference, batch, 32)
     finally:
@@ -154,7 +173,10 @@ def test_bf16_runs_end_to_end(images) -> None:  # type: ignore[no-untyped-def]
     for family in FAMILIES:
         model = load_vlm(build_tiny_checkpoint(family), dtype=torch.bfloat16)
         batch = model.prepare(PROMPTS[:2], images=[images[0], None])
-        assert batch.model_kwargs.get("pixel_values") is None or batch.model_kwargs["pixel_values"].dtype == torch.bfloat16
+        assert (
+            batch.model_kwargs.get("pixel_values") is None
+            or batch.model_kwargs["pixel_values"].dtype == torch.bfloat16
+        )
         logits, cache = model.run_with_cache(batch, names_filter="blocks.0.attn.hook_z")
         assert torch.isfinite(logits.float()).all()
         assert cache["blocks.0.attn.hook_z"].dtype == torch.bfloat16
