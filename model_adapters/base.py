@@ -205,7 +205,7 @@ class HookedVLM:
         """
         if isinstance(prompts, str):
             prompts = [prompts]
-            if images is not None and not isinstance(images, (list, tuple)):
+            if isinstance(images, (str, Path, Image.Image)):
                 images = [images]
         prompts = list(prompts)
         if not prompts:

@@ -113,8 +113,8 @@ def load_vlm(
                 f"cannot load a processor from {name!r} ({exc}); pass processor= with the model's processor"
             ) from exc
     if hf_model is None:
-        hf_model = AutoModelForImageTextToText.from_pretrained(name, dtype=dtype, attn_implementation="eager")
-        hf_model = hf_model.to(device)
+        loaded = AutoModelForImageTextToText.from_pretrained(name, dtype=dtype, attn_implementation="eager")
+        hf_model = loaded.to(torch.device(device))  # type: ignore[arg-type]
     hf_model.eval()
 
     from transformer_lens.model_bridge import TransformerBridge
@@ -124,7 +124,7 @@ def load_vlm(
             name, hf_model=hf_model, tokenizer=processor.tokenizer, device=str(device), dtype=dtype
         )
     bridge.processor = processor
-    text_config = config.get_text_config()
+    text_config = hf_model.config.get_text_config()  # type: ignore[union-attr,operator]
     n_heads = int(bridge.cfg.n_heads)
     d_model = int(bridge.cfg.d_model)
     cfg = VLMConfig(

@@ -43,9 +43,25 @@ def chat_template(name: str = "chat", description: str | None = None) -> Templat
         content: list[dict[str, str]] = [{"type": "image"}] if has_image else []
         content.append({"type": "text", "text": prompt})
         messages = [{"role": "user", "content": content}]
-        return str(processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+        text = str(processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+        return strip_template_bos(text, processor.tokenizer)
 
     return Template(name, description or "the checkpoint's own chat template (one user turn)", render)
+
+
+def strip_template_bos(text: str, tokenizer: Any) -> str:
+    """Drop a BOS token that the chat template wrote when the tokenizer adds one itself.
+
+    Some chat templates (Gemma 3, Idefics3) begin with the BOS token, and their tokenizers add one too, so
+    tokenizing the rendered text naively gives two BOS tokens. Hugging Face's ``apply_chat_template(...,
+    tokenize=True)`` avoids that by tokenizing without special tokens when the text starts with BOS; dropping
+    the template's copy and letting the tokenizer add its own gives the same ids.
+    """
+    bos = getattr(tokenizer, "bos_token", None)
+    if not bos or not text.startswith(bos):
+        return text
+    ids = tokenizer("x")["input_ids"]
+    return text[len(bos):] if ids and ids[0] == tokenizer.bos_token_id else text
 
 
 def raw_template(image_token_hint: str) -> Template:
@@ -70,6 +86,13 @@ def default_processor_images(images: ImageBatch) -> dict[str, Any]:
     """LLaVA-style processors take a flat list of the images that are present, in prompt order."""
     present = [im for im in images if im is not None]
     return {"images": present} if present else {}
+
+
+def per_prompt_processor_images(images: ImageBatch) -> dict[str, Any]:
+    """Gemma 3 / Idefics3-style processors take one list of images per prompt: ``[[image], [], [image]]``."""
+    if all(im is None for im in images):
+        return {}
+    return {"images": [[im] if im is not None else [] for im in images]}
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from transformers import (
 )
 
 from model_adapters.testing import register_builder
-from model_adapters.testing.common import perturb_norms, train_tokenizer
+from model_adapters.testing.common import CORPUS, perturb_norms, train_tokenizer
 
 # The llava-hf conversions' chat template: "USER: <image>\n{prompt} ASSISTANT:" (no system prompt).
 LLAVA_HF_CHAT_TEMPLATE = (
@@ -43,10 +44,14 @@ def build_llava(
     vision_layers: int = 2,
     vocab_size: int = 400,
     max_positions: int = 512,
+    corpus: Sequence[str] = CORPUS,
     **_: Any,
 ) -> Path:
     tokenizer = train_tokenizer(
-        ["<unk>", "<s>", "</s>", "<pad>", "<image>"], vocab_size=vocab_size, extra={"image_token": "<image>"}
+        ["<unk>", "<s>", "</s>", "<pad>", "<image>"],
+        vocab_size=vocab_size,
+        extra={"image_token": "<image>"},
+        corpus=corpus,
     )
     n_patches = (image_size // patch_size) ** 2
     vision = CLIPVisionConfig(
@@ -73,7 +78,7 @@ def build_llava(
     config = LlavaConfig(
         vision_config=vision,
         text_config=text,
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        image_token_index=tokenizer.get_vocab()["<image>"],
         vision_feature_layer=-2,
         vision_feature_select_strategy="default",
         image_seq_length=n_patches,

@@ -182,3 +182,14 @@ def test_bf16_runs_end_to_end(images) -> None:  # type: ignore[no-untyped-def]
         assert cache["blocks.0.attn.hook_z"].dtype == torch.bfloat16
         texts = model.generate(batch, max_new_tokens=4)
         assert len(texts) == 2
+
+
+def test_exactly_one_bos_per_row(pair, images) -> None:  # type: ignore[no-untyped-def]
+    """Parity on identical ids cannot see a doubled BOS (chat template + tokenizer both adding one)."""
+    model, _ = pair
+    bos = model.tokenizer.bos_token_id
+    if bos is None:
+        pytest.skip("this tokenizer has no BOS token")
+    batch = model.prepare(PROMPTS, images=[images[0], None, images[1]])
+    counts = (batch.input_ids == bos).sum(-1).tolist()
+    assert counts == [1, 1, 1]
