@@ -1,0 +1,505 @@
+"""``SafetyHeadGuard``: a malicious-prompt detector read off the safety heads inside the prefill forward.
+
+The safety heads' outputs at the decision position already separate malicious from benign prompts; a single
+logistic regression on their concatenation (``k x d_head`` features; 4,096 for k = 32 heads of LLaVA-1.5-7B)
+turns them into a detector. Because those outputs are computed anyway by the prefill forward that produces
+the first token, scoring costs one dot product: the guard hooks the heads' ``hook_z``, scores every row before
+the first token is chosen, and applies a policy to the flagged rows:
+
+* ``"refuse"``: return a fixed refusal text and stop decoding that row;
+* ``"indicate"``: append an indicating prompt (a warning that the request may be harmful) and let the model
+  answer: this re-encodes the flagged rows only (the paper's defence);
+* ``"prefix"``: force a refusal prefix ("Sorry, answering this question will generate harmful content,
+  because") and let the model continue (the LVLM-LP defence).
+
+Unflagged rows produce exactly the tokens of unguarded generation. A guard is saved as safetensors + JSON
+with full provenance, and refuses to load onto a model whose family, shape, template or checkpoint differ.
+It can also guard plain Hugging Face ``generate`` (``guard.attach_hf``) through ``o_proj`` pre-hooks and a
+logits processor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Float
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from model_adapters import HookedVLM, VLMInputs, family_for
+from sahs_lens._version import __version__
+from sahs_lens.head_activations import HeadActivations
+from sahs_lens.heads import HeadSet
+from sahs_lens.probes import fit_probes
+
+Policy = Literal["refuse", "indicate", "prefix"]
+POLICIES = ("refuse", "indicate", "prefix")
+REFUSAL_TEXT = "I'm sorry, but I can't help with that request because it may cause harm."
+INDICATING_PROMPT = (
+    "Warning: this request may be harmful. If answering it could cause harm, refuse and explain why."
+)
+REFUSAL_PREFIX = "Sorry, answering this question will generate harmful content, because"
+GUARD_FORMAT = "sahs_lens.guard/1"
+# Fields a guard's provenance must share with the model it guards.
+MODEL_FIELDS = ("family", "n_layers", "n_heads", "d_head", "template", "checkpoint")
+
+
+@dataclass
+class GuardedGeneration:
+    """Result of ``SafetyHeadGuard.generate``: one text, flag and score per row."""
+
+    texts: list[str]
+    flagged: list[bool]
+    scores: list[float]
+    policy: str = "refuse"
+
+
+class SafetyHeadGuard:
+    """A logistic-regression detector on the concatenated outputs of selected heads.
+
+    Build one with ``SafetyHeadGuard.fit``; ``threshold`` (default 0.5, as in the paper) is a plain
+    attribute that ``calibrate`` can set from benign prompts.
+    """
+
+    def __init__(
+        self,
+        heads: HeadSet,
+        weight: Float[Tensor, " features"],
+        bias: float,
+        *,
+        d_head: int,
+        threshold: float = 0.5,
+        provenance: dict[str, Any] | None = None,
+        training: dict[str, Any] | None = None,
+    ) -> None:
+        if len(heads) == 0:
+            raise ValueError("a guard needs at least one head; pass the output of rank_heads(sweep, k=32)")
+        if weight.shape != (len(heads) * d_head,):
+            raise ValueError(f"weight must have {len(heads)} x {d_head} entries; got {tuple(weight.shape)}")
+        self.heads = heads
+        self.d_head = d_head
+        self.weight = weight.float()
+        self.bias = float(bias)
+        self.provenance = dict(provenance or {})
+        self.training = dict(training or {})
+        self.threshold = threshold
+
+    # ---- threshold ---------------------------------------------------------------------------------
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        if not 0.0 < float(value) < 1.0:
+            raise ValueError(f"threshold is a probability and must lie strictly between 0 and 1; got {value}")
+        self._threshold = float(value)
+
+    def __repr__(self) -> str:
+        return (
+            f"SafetyHeadGuard({len(self.heads)} heads: {self.heads[:4]}{'...' if len(self.heads) > 4 else ''}, "
+            f"threshold={self.threshold:.3g}, model={self.provenance.get('model_name')!r})"
+        )
+
+    # ---- fitting -----------------------------------------------------------------------------------
+    @classmethod
+    def fit(
+        cls,
+        acts: HeadActivations,
+        heads: HeadSet | Sequence[Any] | str,
+        *,
+        C: float = 1.0,
+        standardize: bool = False,
+        threshold: float = 0.5,
+    ) -> SafetyHeadGuard:
+        """Fit ``LogisticRegression(C)`` (L2, unpenalised intercept) on the heads' concatenated features.
+
+        Args:
+            acts: training activations (both classes).
+            heads: the safety heads (e.g. ``rank_heads(sweep, k=32)``).
+            C: inverse regularisation strength, as in scikit-learn.
+            standardize: z-score the features with the training mean and std first.
+            threshold: decision threshold on the malicious probability.
+
+        Example:
+            >>> guard = SafetyHeadGuard.fit(train_acts, rank_heads(sweep, k=32))
+        """
+        head_set = HeadSet.parse(heads) if isinstance(heads, str) else HeadSet(heads)
+        acts.check_finite()
+        counts = torch.bincount(acts.labels, minlength=2)
+        if counts.min() == 0:
+            raise ValueError(
+                f"the guard needs both malicious and benign training samples; got {int(counts[1])} malicious and "
+                f"{int(counts[0])} benign"
+            )
+        x = acts.features(head_set).float()
+        # with standardize=True the scaling is folded into weight and bias: x @ weight + bias stays valid
+        fit = fit_probes(x[None], acts.labels[None], C=C, standardize=standardize)
+        weight, bias = fit.weight[0], float(fit.bias[0])
+        guard = cls(
+            head_set,
+            weight,
+            bias,
+            d_head=acts.d_head,
+            threshold=threshold,
+            provenance=dict(acts.provenance),
+            training={
+                "n_train": acts.n_samples,
+                "n_malicious": int(counts[1]),
+                "n_benign": int(counts[0]),
+                "C": C,
+                "standardize": standardize,
+                "converged": bool(fit.converged.all()),
+            },
+        )
+        train_acc = float(((guard.score(acts) >= guard.threshold).long() == acts.labels).float().mean())
+        guard.training["train_accuracy"] = train_acc
+        return guard
+
+    def calibrate(self, benign: HeadActivations, target_fpr: float = 0.05) -> float:
+        """Set ``threshold`` so that at most ``target_fpr`` of ``benign`` prompts are flagged; returns it.
+
+        The threshold is placed just above the ``(m + 1)``-th highest benign score, ``m = floor(target_fpr *
+        n_benign)``, so the measured false-positive rate on ``benign`` is at most the target.
+        """
+        if not 0.0 < target_fpr < 1.0:
+            raise ValueError(f"target_fpr must lie strictly between 0 and 1; got {target_fpr}")
+        scores = self.score(benign)
+        n = scores.numel()
+        if n == 0:
+            raise ValueError("calibration needs benign activations; got none")
+        if target_fpr < 1.0 / n:
+            raise ValueError(
+                f"target_fpr={target_fpr} cannot be reached or checked with {n} benign samples (the smallest "
+                f"non-zero false-positive rate they can show is {1.0 / n:.3g}); give at least "
+                f"{math.ceil(1.0 / target_fpr)} benign samples or a larger target_fpr"
+            )
+        allowed = math.floor(target_fpr * n + 1e-9)
+        ordered = torch.sort(scores.double(), descending=True).values
+        cut = float(ordered[allowed]) if allowed < n else 0.0
+        threshold = float(
+            torch.nextafter(torch.tensor(cut, dtype=torch.float64), torch.tensor(2.0, dtype=torch.float64))
+        )
+        if threshold >= 1.0:
+            raise ValueError(
+                f"target_fpr={target_fpr} is unreachable: {allowed + 1} benign samples already score 1.0; the "
+                "guard cannot separate them (more training data, or another head set, may help)"
+            )
+        self.threshold = max(threshold, 1e-12)
+        self.training["calibration"] = {
+            "target_fpr": target_fpr,
+            "n_benign": n,
+            "achieved_fpr": float((scores >= self.threshold).float().mean()),
+        }
+        return self.threshold
+
+    # ---- scoring -----------------------------------------------------------------------------------
+    def score_features(self, x: Float[Tensor, "batch features"]) -> Float[Tensor, " batch"]:
+        """Malicious probability from concatenated head features ``[batch, k * d_head]``."""
+        x = x.float()
+        return torch.sigmoid(x @ self.weight.to(x.device) + self.bias)
+
+    def score(self, acts: HeadActivations) -> Float[Tensor, " n"]:
+        """Malicious probability for each sample of ``acts``."""
+        self.check_activations(acts)
+        return self.score_features(acts.features(self.heads))
+
+    def score_inputs(self, model: HookedVLM, inputs: VLMInputs) -> Float[Tensor, " batch"]:
+        """Score a prepared batch with one prefill forward that stops after the deepest safety head."""
+        self.check_model(model)
+        reader = _HeadReader(self, stop_after_capture=True)
+        with contextlib.suppress(_StopForward), model.hooks(reader.hooks()):
+            model(inputs)
+        return reader.scores()
+
+    # ---- generation --------------------------------------------------------------------------------
+    def generate(
+        self,
+        model: HookedVLM,
+        inputs: VLMInputs,
+        max_new_tokens: int = 64,
+        *,
+        policy: Policy = "refuse",
+        refusal_text: str = REFUSAL_TEXT,
+        indicating_prompt: str = INDICATING_PROMPT,
+        refusal_prefix: str = REFUSAL_PREFIX,
+        **generate_kwargs: Any,
+    ) -> GuardedGeneration:
+        """Generate with the guard scoring every row inside the prefill forward of the same call.
+
+        Args:
+            model: the guarded model (must match the guard's provenance).
+            inputs: a prepared batch (``model.prepare``).
+            max_new_tokens: decoding budget.
+            policy: ``"refuse"``, ``"indicate"`` or ``"prefix"`` for flagged rows (see the module docstring).
+            refusal_text, indicating_prompt, refusal_prefix: the texts each policy uses.
+            **generate_kwargs: passed to ``model.generate_tokens`` (sampling settings, ``fwd_hooks``).
+
+        Returns:
+            ``GuardedGeneration`` with ``texts``, ``flagged`` and ``scores`` per row.
+
+        Example:
+            >>> out = guard.generate(model, model.prepare(prompts, images), max_new_tokens=64)
+            >>> [t for t, f in zip(out.texts, out.flagged) if f]
+        """
+        if policy not in POLICIES:
+            raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
+        self.check_model(model)
+        reader = _HeadReader(self, stop_after_capture=False)
+        forced: list[int] = []
+        if policy == "prefix":
+            forced = model.tokenizer.encode(" " + refusal_prefix.strip(), add_special_tokens=False)
+        eos = model.eos_token_ids[0] if model.eos_token_ids else model.pad_token_id
+
+        def processor(step: int, generated: Tensor, logits: Tensor) -> Tensor:
+            flagged = reader.flagged.to(logits.device)
+            if not bool(flagged.any()):
+                return logits
+            if policy in ("refuse", "indicate") and step == 0:
+                return _force(logits, flagged, eos)
+            if policy == "prefix" and step < len(forced):
+                return _force(logits, flagged, forced[step])
+            return logits
+
+        hooks = list(generate_kwargs.pop("fwd_hooks", ())) + reader.hooks()
+        result = model.generate_tokens(
+            inputs, max_new_tokens, fwd_hooks=hooks, logits_processor=processor, **generate_kwargs
+        )
+        flagged = reader.flagged.tolist()
+        texts = list(result.texts)
+        if policy == "refuse":
+            texts = [refusal_text if f else t for t, f in zip(texts, flagged, strict=True)]
+        elif policy == "indicate" and any(flagged):
+            rows = [i for i, f in enumerate(flagged) if f]
+            warned = model.prepare(
+                [f"{inputs.prompts[i]}\n{indicating_prompt}" for i in rows],
+                images=[inputs.images[i] for i in rows],
+            )
+            again = model.generate(warned, max_new_tokens, **generate_kwargs)
+            for i, text in zip(rows, again, strict=True):
+                texts[i] = text
+        return GuardedGeneration(texts=texts, flagged=flagged, scores=reader.scores().tolist(), policy=policy)
+
+    @contextlib.contextmanager
+    def attach_hf(
+        self, hf_model: nn.Module, policy: Literal["refuse", "prefix"] = "refuse", tokenizer: Any = None
+    ) -> Iterator[HFGuardSession]:
+        """Guard plain Hugging Face ``generate``: ``o_proj`` pre-hooks score the prefill, a logits processor
+        applies the policy. Inputs must be left-padded (the last column is every row's decision position).
+
+        Example:
+            >>> with guard.attach_hf(hf_model, tokenizer=processor.tokenizer) as session:
+            ...     out = hf_model.generate(**enc, logits_processor=[session.logits_processor])
+            >>> session.flagged, session.scores
+        """
+        architectures = list(getattr(hf_model.config, "architectures", None) or [])
+        family = family_for(architectures[0] if architectures else type(hf_model).__name__)
+        session = HFGuardSession(self, policy, tokenizer, hf_model)
+        attention = family.attention_layers(hf_model)
+        handles = [
+            attention[layer].o_proj.register_forward_pre_hook(session.pre_hook(layer))
+            for layer in self.heads.layers
+        ]
+        try:
+            yield session
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    # ---- provenance --------------------------------------------------------------------------------
+    def check_model(self, model: HookedVLM) -> None:
+        """Raise ``ValueError`` naming every field in which ``model`` differs from the guard's training model."""
+        mine = {k: self.provenance.get(k) for k in MODEL_FIELDS}
+        theirs = model.cfg.identity()
+        diffs = [
+            f"{k}: guard {mine[k]!r} vs model {theirs.get(k)!r}"
+            for k in MODEL_FIELDS
+            if mine[k] is not None and mine[k] != theirs.get(k)
+        ]
+        if diffs:
+            raise ValueError(
+                f"this guard was fitted on another model or setup ({'; '.join(diffs)}); fit a guard on "
+                "activations of this model"
+            )
+        self.heads.check_fits(model.cfg.n_layers, model.cfg.n_heads)
+
+    def check_activations(self, acts: HeadActivations) -> None:
+        acts.check_compatible(
+            {k: self.provenance.get(k) for k in ("model_name", *MODEL_FIELDS)}, what="these activations"
+        )
+        if acts.d_head != self.d_head:
+            raise ValueError(f"activations have d_head {acts.d_head} but the guard expects {self.d_head}")
+        self.heads.check_fits(acts.n_layers, acts.n_heads)
+
+    # ---- disk --------------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write ``guard.safetensors`` (weights) and ``guard.json`` (heads, threshold, provenance)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {"weight": self.weight.contiguous(), "bias": torch.tensor([self.bias], dtype=torch.float64)}
+        save_file(tensors, str(directory / "guard.safetensors"))
+        meta = {
+            "format": GUARD_FORMAT,
+            "package_version": __version__,
+            "heads": self.heads.to_list(),
+            "d_head": self.d_head,
+            "threshold": self.threshold,
+            "provenance": self.provenance,
+            "training": self.training,
+        }
+        (directory / "guard.json").write_text(json.dumps(meta, indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, model: HookedVLM | None = None) -> SafetyHeadGuard:
+        """Read a saved guard; with ``model=`` refuse it unless it fits that model."""
+        directory = Path(directory)
+        if not (directory / "guard.json").exists():
+            raise FileNotFoundError(
+                f"no guard.json in {directory}; is this a directory written by guard.save?"
+            )
+        meta = json.loads((directory / "guard.json").read_text())
+        if meta.get("format") != GUARD_FORMAT:
+            raise ValueError(
+                f"{directory / 'guard.json'} is not a sahs_lens guard (format {meta.get('format')!r})"
+            )
+        tensors = load_file(str(directory / "guard.safetensors"))
+        guard = cls(
+            HeadSet.from_dict(meta),
+            tensors["weight"],
+            float(tensors["bias"].item()),
+            d_head=int(meta["d_head"]),
+            threshold=float(meta["threshold"]),
+            provenance=meta["provenance"],
+            training=meta["training"],
+        )
+        if model is not None:
+            guard.check_model(model)
+        return guard
+
+
+class _StopForward(Exception):
+    pass
+
+
+def _force(logits: Tensor, rows: Tensor, token: int) -> Tensor:
+    """Make ``token`` the only choice for ``rows``."""
+    forced = torch.full_like(logits[0], float("-inf"))
+    forced[token] = 0.0
+    return torch.where(rows[:, None], forced, logits)
+
+
+class _HeadReader:
+    """``hook_z`` hooks that copy the safety heads' decision-position outputs at prefill and score them."""
+
+    def __init__(self, guard: SafetyHeadGuard, *, stop_after_capture: bool) -> None:
+        self.guard = guard
+        self.by_layer = guard.heads.by_layer()
+        self.last_layer = max(self.by_layer)
+        self.stop = stop_after_capture
+        self.parts: dict[int, Tensor] = {}
+        self.flagged = torch.zeros(0, dtype=torch.bool)
+        self._scores = torch.zeros(0)
+
+    def hooks(self) -> list[tuple[str, Any]]:
+        return [(f"blocks.{layer}.attn.hook_z", self._hook(layer)) for layer in self.by_layer]
+
+    def _hook(self, layer: int) -> Any:
+        index = torch.tensor(self.by_layer[layer])
+
+        def hook(z: Tensor, hook: Any) -> None:
+            if z.shape[1] == 1 and self.parts.get(layer) is not None:
+                return None  # a decoding step: the prefill was scored already
+            self.parts[layer] = z[:, -1, index.to(z.device)]
+            if layer == self.last_layer:
+                self._score()
+                if self.stop:
+                    raise _StopForward
+            return None
+
+        return hook
+
+    def _score(self) -> None:
+        # concatenate in the guard's head order
+        position = {layer: 0 for layer in self.by_layer}
+        columns = []
+        for head in self.guard.heads:
+            columns.append(self.parts[head.layer][:, position[head.layer]])
+            position[head.layer] += 1
+        x = torch.stack(columns, dim=1).reshape(columns[0].shape[0], -1)
+        self._scores = self.guard.score_features(x).cpu()
+        self.flagged = self._scores >= self.guard.threshold
+
+    def scores(self) -> Tensor:
+        return self._scores
+
+
+class HFGuardSession:
+    """State of a guard attached to a Hugging Face model: ``flagged`` and ``scores`` of the last prefill."""
+
+    def __init__(self, guard: SafetyHeadGuard, policy: str, tokenizer: Any, hf_model: nn.Module) -> None:
+        if policy not in ("refuse", "prefix"):
+            raise ValueError(f"policy for Hugging Face generate must be 'refuse' or 'prefix'; got {policy!r}")
+        self.guard = guard
+        self.policy = policy
+        self.reader = _HeadReader(guard, stop_after_capture=False)
+        gen = getattr(hf_model, "generation_config", None)
+        eos = getattr(gen, "eos_token_id", None)
+        self.eos = eos if isinstance(eos, int) else (eos[0] if eos else 0)
+        self.forced: list[int] = []
+        if policy == "prefix":
+            if tokenizer is None:
+                raise ValueError("policy='prefix' needs tokenizer= to encode the refusal prefix")
+            self.forced = tokenizer.encode(" " + REFUSAL_PREFIX, add_special_tokens=False)
+        self._prompt_length: int | None = None
+        self.logits_processor = _HFLogitsProcessor(self)
+
+    def pre_hook(self, layer: int) -> Any:
+        hook = self.reader._hook(layer)
+        n_heads = self.guard.provenance.get("n_heads")
+
+        def pre(_module: nn.Module, args: tuple[Tensor, ...]) -> None:
+            x = args[0]
+            heads = int(n_heads) if n_heads else x.shape[-1] // self.guard.d_head
+            if x.shape[1] > 1:  # a new prefill: forget the last call's state
+                self.reader.parts.pop(layer, None)
+                self.logits_processor.start = None
+            hook(x.reshape(x.shape[0], x.shape[1], heads, self.guard.d_head), None)
+
+        return pre
+
+    @property
+    def flagged(self) -> list[bool]:
+        return self.reader.flagged.tolist()  # type: ignore[no-any-return]
+
+    @property
+    def scores(self) -> list[float]:
+        return self.reader.scores().tolist()  # type: ignore[no-any-return]
+
+
+class _HFLogitsProcessor:
+    """A transformers-compatible logits processor (``__call__(input_ids, scores)``) applying the policy."""
+
+    def __init__(self, session: HFGuardSession) -> None:
+        self.session = session
+        self.start: int | None = None
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        if self.start is None or input_ids.shape[1] < self.start:
+            self.start = input_ids.shape[1]
+        step = input_ids.shape[1] - self.start
+        flagged = self.session.reader.flagged.to(scores.device)
+        if flagged.numel() == 0 or not bool(flagged.any()):
+            return scores
+        if self.session.policy == "refuse" and step == 0:
+            return _force(scores, flagged, self.session.eos)
+        if self.session.policy == "prefix" and step < len(self.session.forced):
+            return _force(scores, flagged, self.session.forced[step])
+        return scores
