@@ -1,0 +1,82 @@
+"""Samples -> activations -> probe sweep -> ranking -> every figure, on a tiny model with bundled data."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import pytest
+
+from model_adapters.testing import load_tiny
+from sahs_lens import plotting
+from sahs_lens.activations import collect_head_activations
+from sahs_lens.data import load_bundled
+from sahs_lens.guard import SafetyHeadGuard
+from sahs_lens.interventions import ablation_curve, patching_sweep
+from sahs_lens.probes import probe_sweep
+from sahs_lens.ranking import rank_heads
+
+
+def has_data(fig: go.Figure) -> bool:
+    def size(trace: object) -> int:
+        for name in ("x", "y", "z"):
+            value = getattr(trace, name, None)
+            if value is not None and len(value) > 0:
+                return len(value)
+        return 0
+
+    return len(fig.data) > 0 and all(size(trace) > 0 for trace in fig.data)
+
+
+@pytest.fixture(scope="module")
+def run():  # type: ignore[no-untyped-def]
+    model = load_tiny("llava")
+    samples = (
+        load_bundled("harmful_text:train")[:10]
+        + load_bundled("benign_text:train")[:10]
+        + load_bundled("figstep_attack:train", image_size=32)[:6]
+        + load_bundled("figstep_benign:train", image_size=32)[:6]
+    )
+    acts = collect_head_activations(model, samples, batch_size=8, progress=False)
+    sweep = probe_sweep(acts, shots=[1, 2, 4], repeats=5, seed=0, progress=False)
+    heads = rank_heads(sweep, k=4, criterion="stable")
+    return model, samples, acts, sweep, heads
+
+
+def test_pipeline_produces_every_figure(run) -> None:  # type: ignore[no-untyped-def]
+    model, samples, acts, sweep, heads = run
+    assert tuple(sweep.accuracy.shape) == (3, 5, model.cfg.n_layers, model.cfg.n_heads)
+    assert len(heads) == 4
+    figures = [
+        plotting.accuracy_heatmap(sweep),
+        plotting.shots_curve(sweep, heads=heads),
+        plotting.mean_std_scatter(sweep, heads),
+        plotting.tsne_plot(acts, heads, color_by="source", seed=0),
+    ]
+    malicious = [s for s in samples if s.label == 1][:4]
+    benign = [s for s in samples if s.label == 0][:4]
+    curve = ablation_curve(
+        model,
+        malicious,
+        heads,
+        ks=[2, 4],
+        seeds=[0],
+        utility_samples=benign,
+        max_new_tokens=4,
+        progress=False,
+    )
+    figures.append(plotting.ablation_curve_figure(curve))
+    source = collect_head_activations(model, malicious, progress=False)
+    patching = patching_sweep(
+        model,
+        model.prepare([s.prompt for s in benign], images=[s.image for s in benign]),
+        source,
+        progress=False,
+    )
+    figures.append(plotting.patching_map(patching))
+    guard = SafetyHeadGuard.fit(acts, heads)
+    scores = guard.score(acts)
+    figures += [
+        plotting.roc_figure(acts.labels, scores, threshold=0.5),
+        plotting.score_histogram(acts.labels, scores, 0.5, groups=acts.sources),
+    ]
+    for fig in figures:
+        assert isinstance(fig, go.Figure) and has_data(fig), fig.layout.title.text
