@@ -303,9 +303,10 @@ class SafetyHeadGuard:
         family = family_for(architectures[0] if architectures else type(hf_model).__name__)
         session = HFGuardSession(self, policy, tokenizer, hf_model)
         attention = family.attention_layers(hf_model)
+        o_projs: list[nn.Module] = [attention[layer].o_proj for layer in self.heads.layers]  # type: ignore[misc]
         handles = [
-            attention[layer].o_proj.register_forward_pre_hook(session.pre_hook(layer))
-            for layer in self.heads.layers
+            o_proj.register_forward_pre_hook(session.pre_hook(layer))
+            for o_proj, layer in zip(o_projs, self.heads.layers, strict=True)
         ]
         try:
             yield session
