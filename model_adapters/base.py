@@ -372,12 +372,16 @@ class HookedVLM:
         seed: int | None = None,
         stop_at_eos: bool = True,
         fwd_hooks: Sequence[FwdHook] = (),
+        prefill_hooks: Sequence[FwdHook] = (),
         logits_processor: LogitsProcessor | None = None,
     ) -> Generation:
         """Like ``generate`` but returns a ``Generation`` (new token ids, texts, finished flags).
 
-        ``logits_processor(step, generated [batch, step], logits [batch, d_vocab]) -> logits`` may rewrite
-        each step's next-token logits (the guard uses it to force a refusal for flagged rows).
+        ``fwd_hooks`` run on every forward (prefill and each decoding step); ``prefill_hooks`` only on the
+        prefill forward, whose last position is the decision position (the guard reads its heads there and
+        costs nothing on decoding steps). ``logits_processor(step, generated [batch, step], logits
+        [batch, d_vocab]) -> logits`` may rewrite each step's next-token logits (the guard uses it to force a
+        refusal for flagged rows).
         """
         batch = self._as_inputs(inputs)
         if max_new_tokens < 1:
@@ -402,15 +406,16 @@ class HookedVLM:
         past: Any = None
         with self.hooks(fwd_hooks), torch.no_grad():
             for step in range(max_new_tokens):
-                logits, past = self.bridge(
-                    step_ids,
-                    attention_mask=mask,
-                    position_ids=positions,
-                    past_key_values=past,
-                    use_cache=True,
-                    return_type="logits_and_cache",
-                    **extra,
-                )
+                with self.hooks(prefill_hooks if step == 0 else ()):
+                    logits, past = self.bridge(
+                        step_ids,
+                        attention_mask=mask,
+                        position_ids=positions,
+                        past_key_values=past,
+                        use_cache=True,
+                        return_type="logits_and_cache",
+                        **extra,
+                    )
                 if past is None:
                     raise RuntimeError(
                         "the model returned no KV cache; this transformers version is not supported by the "

@@ -41,11 +41,18 @@ POSITION_RULE = "last_prompt_token"
 
 
 class SampleLike(Protocol):
-    prompt: str
-    image: Any
-    label: int
-    id: str
-    source: str
+    """What collection reads of a sample (``sahs_lens.data.Sample`` and any look-alike)."""
+
+    @property
+    def prompt(self) -> str: ...
+    @property
+    def image(self) -> Any: ...
+    @property
+    def label(self) -> int: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def source(self) -> str: ...
 
 
 class _StopForward(Exception):

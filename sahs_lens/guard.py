@@ -259,18 +259,21 @@ class SafetyHeadGuard:
         eos = model.eos_token_ids[0] if model.eos_token_ids else model.pad_token_id
 
         def processor(step: int, generated: Tensor, logits: Tensor) -> Tensor:
-            flagged = reader.flagged.to(logits.device)
-            if not bool(flagged.any()):
+            if not bool(reader.flagged.any()):  # a CPU tensor: no device sync for the common case
                 return logits
+            flagged = reader.flagged.to(logits.device)
             if policy in ("refuse", "indicate") and step == 0:
                 return _force(logits, flagged, eos)
             if policy == "prefix" and step < len(forced):
                 return _force(logits, flagged, forced[step])
             return logits
 
-        hooks = list(generate_kwargs.pop("fwd_hooks", ())) + reader.hooks()
         result = model.generate_tokens(
-            inputs, max_new_tokens, fwd_hooks=hooks, logits_processor=processor, **generate_kwargs
+            inputs,
+            max_new_tokens,
+            prefill_hooks=reader.hooks(),
+            logits_processor=processor,
+            **generate_kwargs,
         )
         flagged = reader.flagged.tolist()
         texts = list(result.texts)
@@ -496,9 +499,9 @@ class _HFLogitsProcessor:
         if self.start is None or input_ids.shape[1] < self.start:
             self.start = input_ids.shape[1]
         step = input_ids.shape[1] - self.start
-        flagged = self.session.reader.flagged.to(scores.device)
-        if flagged.numel() == 0 or not bool(flagged.any()):
+        if not bool(self.session.reader.flagged.any()):  # a CPU tensor: no device sync for the common case
             return scores
+        flagged = self.session.reader.flagged.to(scores.device)
         if self.session.policy == "refuse" and step == 0:
             return _force(scores, flagged, self.session.eos)
         if self.session.policy == "prefix" and step < len(self.session.forced):

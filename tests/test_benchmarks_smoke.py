@@ -1,0 +1,98 @@
+"""The benchmark sweep runs end to end at its smoke settings and writes every table and JSON result.
+
+No timing is asserted: these machines are shared and noisy; the benchmarks' numbers live in
+``benchmarks/README.md`` and ``benchmarks/results/``. This only proves that ``run_all.py --smoke`` works and
+that each result carries the keys the README and the summary read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_ALL = ROOT / "benchmarks" / "run_all.py"
+COMMON_KEYS = {"bench", "machine", "settings", "model", "headline", "rows"}
+MACHINE_KEYS = {"cpu", "cores", "torch", "transformers", "transformer_lens", "date", "machine"}
+HEADLINE_KEYS = {
+    "collection": {"collect_vs_forward", "collect_vs_run_with_cache", "collect_vs_paper", "target", "met"},
+    "guard": {"ratio_worst", "ratio_by_batch", "floor", "floor_with_dot", "same_output", "hf_ratio_by_batch"},
+    "adapter": {"ratio_worst", "ratios", "target", "met", "parity"},
+}
+ROW_KEYS = {
+    "collection": {"method", "batch", "median_s", "samples_per_s", "collect_speedup", "peak_mb"},
+    "guard": {"path", "batch", "guarded_s", "plain_s", "ratio", "cpu_ratio", "dot_ms", "same_output"},
+    "adapter": {"kind", "batch", "raw_s", "hooked_s", "ratio", "cpu_ratio"},
+}
+TABLE_MARKERS = {
+    "collection": "HEADLINE collect / forward throughput",
+    "guard": "HEADLINE guarded / unguarded generation",
+    "adapter": "HEADLINE HookedVLM / raw Hugging Face",
+}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    out = tmp_path_factory.mktemp("bench_results")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, str(RUN_ALL), "--smoke", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    return done, out
+
+
+@pytest.mark.slow
+def test_smoke_sweep_succeeds(smoke_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    done, _ = smoke_run
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "=== summary" in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bench", sorted(HEADLINE_KEYS))
+def test_each_benchmark_writes_table_and_json(
+    smoke_run: tuple[subprocess.CompletedProcess[str], Path], bench: str
+) -> None:
+    done, out = smoke_run
+    assert TABLE_MARKERS[bench] in done.stdout
+    files = sorted(out.glob(f"{bench}-tiny-*.json"))
+    assert len(files) == 1, f"expected one {bench} result in {out}; found {[f.name for f in out.iterdir()]}"
+    result = json.loads(files[0].read_text())
+    assert not COMMON_KEYS - set(result), f"missing top-level keys {COMMON_KEYS - set(result)}"
+    assert result["bench"] == bench
+    assert not MACHINE_KEYS - set(result["machine"]), "missing machine keys"
+    assert not HEADLINE_KEYS[bench] - set(result["headline"]), "missing headline keys"
+    assert result["rows"], "a benchmark result must have at least one row"
+    for row in result["rows"]:
+        assert not ROW_KEYS[bench] - set(row), f"row {row.get('method') or row.get('kind')} misses keys"
+    assert result["settings"]["size"] == "tiny" and result["settings"]["smoke"] is True
+
+
+@pytest.mark.slow
+def test_optional_benchmarks_write_json(smoke_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    """A benchmark that run_all found beyond the three above (bench_probes.py) also leaves a JSON result."""
+    _, out = smoke_run
+    if (ROOT / "benchmarks" / "bench_probes.py").exists():
+        files = sorted(out.glob("probes-tiny-*.json"))
+        assert len(files) == 1
+        assert "headline" in json.loads(files[0].read_text())
+
+
+@pytest.mark.slow
+def test_correctness_checks_hold(smoke_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    """Not timings: the two sides of each comparison did the same work (same tokens, flags nothing)."""
+    _, out = smoke_run
+    guard = json.loads(next(out.glob("guard-tiny-*.json")).read_text())
+    assert guard["headline"]["same_output"] is True
+    adapter = json.loads(next(out.glob("adapter-tiny-*.json")).read_text())
+    assert adapter["headline"]["parity"] is True
