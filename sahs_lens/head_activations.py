@@ -205,7 +205,9 @@ class HeadActivations:
 
     def check_finite(self) -> None:
         """Raise ``ValueError`` naming the samples whose features hold NaN or inf (e.g. fp16 overflow)."""
-        bad = (~torch.isfinite(self.z.float())).flatten(1).any(1).nonzero().flatten().tolist()
+        if bool(torch.isfinite(self.z).all()):  # one pass in the common case
+            return
+        bad = (~torch.isfinite(self.z)).flatten(1).any(1).nonzero().flatten().tolist()
         if bad:
             names = ", ".join(self.ids[i] for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
             raise ValueError(

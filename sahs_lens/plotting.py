@@ -85,8 +85,9 @@ def accuracy_heatmap(
             shot count (``4`` or ``"10%"``), or a list.
         metric: ``"accuracy"``, ``"auroc"`` or ``"f1"``.
 
-    Example:
-        >>> accuracy_heatmap(sweep, at_shots=4).show()
+    Example::
+
+        accuracy_heatmap(sweep, at_shots=4).show()
     """
     at_shots = "all" if at_shots is None else at_shots
     mean = sweep.mean(metric, at=at_shots).numpy()
@@ -133,8 +134,9 @@ def shots_curve(
         k: size of the default head set.
         metric: ``"accuracy"``, ``"auroc"`` or ``"f1"``.
 
-    Example:
-        >>> shots_curve(sweep, rank_heads(sweep, k=32, criterion="stable")).show()
+    Example::
+
+        shots_curve(sweep, rank_heads(sweep, k=32, criterion="stable")).show()
     """
     head_set = rank_heads(sweep, k=k) if heads is None else _as_heads(heads)
     head_set.check_fits(sweep.n_layers, sweep.n_heads)
@@ -196,8 +198,9 @@ def mean_std_scatter(
         at_shots: as in ``accuracy_heatmap``.
         metric: ``"accuracy"``, ``"auroc"`` or ``"f1"``.
 
-    Example:
-        >>> mean_std_scatter(sweep, rank_heads(sweep, k=32), at_shots=4).show()
+    Example::
+
+        mean_std_scatter(sweep, rank_heads(sweep, k=32), at_shots=4).show()
     """
     head_set = _as_heads(heads)
     head_set.check_fits(sweep.n_layers, sweep.n_heads)
@@ -252,8 +255,9 @@ def tsne_plot(
         seed: t-SNE's random state.
         perplexity: t-SNE perplexity; must be below the number of samples.
 
-    Example:
-        >>> tsne_plot(acts, rank_heads(sweep, k=32), color_by="source").show()
+    Example::
+
+        tsne_plot(acts, rank_heads(sweep, k=32), color_by="source").show()
     """
     from sklearn.manifold import TSNE
 

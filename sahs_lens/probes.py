@@ -28,8 +28,8 @@ an Armijo line search), stopping each problem when the largest entry of the grad
 1e-4 there). Newton needs a handful of steps where L-BFGS needs 20-100 on anisotropic head outputs with large
 offsets. Each step solves one linear system per problem, in whichever space is smaller:
 
-* ``primal`` (more samples than features): the ``(D + 1) x (D + 1)`` Hessian ``I + X^T S X`` with its
-  intercept border, by batched Cholesky.
+* ``primal`` (more samples than features): ``theta = (w, b)`` and the ``(D + 1) x (D + 1)`` Hessian
+  ``X^T S X + diag(1, ..., 1, 0)`` (``X`` with a column of ones; ``S = C p (1 - p)``), by batched Cholesky.
 * ``dual`` (``N`` below ~``7/8 D``, every few-shot probe): the weights stay in the span of the training
   samples, ``w = X^T a`` (representer theorem), and the Newton step reduces to the ``N x N`` system
   ``I + S^1/2 K S^1/2`` with the Gram matrix ``K = X X^T`` formed once per problem. A 4-shot probe on
@@ -37,10 +37,12 @@ offsets. Each step solves one linear system per problem, in whichever space is s
 
 Forming and factoring the system is most of the cost of a step, so a factorisation is reused (a *chord*
 step: two products with ``X`` and two triangular solves) for as long as it keeps shrinking the gradient at
-least 4-fold per step: most probes need one factorisation in all. Features are centred first (the intercept
-absorbs the mean exactly), which keeps float32 accurate when head outputs share a large offset. Finished
-problems leave the batch, so stragglers do not cost the rest, and problems are solved in chunks of ~64 MB
-so that the repeated passes over a chunk stay in cache.
+least 4-fold per step. In a sweep, repeat 0 of each head is solved first and warm-starts the head's other
+repeats (same pool, nearby optimum): a cold probe needs 2-3 factorisations, a warm one about one. Features
+are centred first (the intercept absorbs the mean exactly), which keeps float32 accurate when head outputs
+share a large offset. Finished problems leave the batch, so stragglers do not cost the rest; problems are
+solved in chunks of ~64 MB whose scratch buffers are reused, so repeated passes stay in cache and large
+buffers are not page-faulted in again for every chunk.
 
 ``tests/unit/test_probes.py`` checks coefficients, intercepts and test accuracy against scikit-learn.
 """
@@ -184,22 +186,25 @@ def _newton(
     ws: _Workspace,
     init: tuple[Tensor, Tensor] | None = None,
 ) -> _Solution:
-    """Damped Newton on ``P`` independent L2 logistic regressions ``X [P, N, D]`` (features already centred).
+    """Damped Newton on ``P`` independent L2 logistic regressions (features already centred).
 
-    ``space="primal"`` factors the ``(D+1)``-dimensional Hessian; ``space="dual"`` keeps ``w = X^T a`` and
-    factors an ``N``-dimensional system (derivation in ``_dual_step``). A factorisation is reused for the next
-    step (a *chord* step, ~20x cheaper) as long as the previous step shrank the gradient at least
-    ``1 / _REFRESH``-fold; otherwise it is refreshed at the current point. The first factorisation, at
-    ``w = 0``, bounds the true Hessian from above (every ``p (1 - p)`` is then ~1/4), so the first chord
-    steps are safe majorisation steps. A problem is finished when it meets the gradient test, stalls, or
-    reaches ``max_iter``; finished problems are frozen, and dropped from the working set once they are the
-    majority, so the last iterations only touch the stragglers. ``init`` (primal only): a starting point
-    ``(w [P, D], b [P])`` in the centred coordinates, e.g. the solution of a similar problem.
+    ``space="primal"``: ``X [P, N, D + 1]`` carries a last column of ones, so the weights and the intercept
+    form one vector ``theta = (w, b)`` and the bordered Hessian is a single product ``X^T S X + diag(1, .., 1,
+    0)``. ``space="dual"``: ``X [P, N, D]``; ``w = X^T a`` and the system is ``N``-dimensional (derivation in
+    ``_dual_step``). A factorisation is reused for the next step (a *chord* step: no product over
+    ``N x D^2``, no factorisation) as long as the previous step shrank the gradient at least
+    ``1 / _REFRESH``-fold; otherwise it is refreshed at the current point. From a cold start with balanced
+    classes the first factorisation (every ``p (1 - p) = 1/4``) bounds the true Hessian from above, so the
+    first chord steps are safe majorisation steps; the line search guards every other case. A problem is finished
+    when it meets the gradient test, stalls, or reaches ``max_iter``; finished problems are frozen, and
+    dropped from the working set once they are the majority, so the last iterations only touch the
+    stragglers. ``init`` (primal only): a starting point ``(w [P, D], b [P])`` in the centred coordinates.
     """
-    P, N, D = X.shape
+    P, N, F = X.shape
+    D = F - 1 if space == "primal" else F
     sw = c.sum(1)
     pos = (c * y).sum(1)
-    b0 = torch.log(pos / (sw - pos)) if init is None else init[1]  # default: class log-odds, w = 0
+    b0 = torch.log(pos / (sw - pos))  # start from the class log-odds: the best model with w = 0
     out = _Solution(
         weight=X.new_zeros(P, D),
         bias=X.new_zeros(P),
@@ -207,42 +212,50 @@ def _newton(
         grad_max=X.new_full((P,), math.inf),
         converged=torch.zeros(P, dtype=torch.bool, device=X.device),
     )
-    k = N if space == "dual" else D + 1
+    k = N if space == "dual" else F
     flag = torch.zeros(P, dtype=torch.bool, device=X.device)
     st: dict[str, Tensor] = {
-        "idx": torch.arange(P, device=X.device), "X": X, "y": y, "c": c, "b": b0,
-        "m": b0[:, None].expand(P, N).clone(), "inv_scale": 1.0 / (C * sw), "stalled": flag,
-        "live": ~flag, "factored": flag, "g_prev": X.new_full((P,), math.inf), "L": X.new_zeros(P, k, k),
+        "idx": torch.arange(P, device=X.device), "X": X, "y": y, "c": c, "inv_scale": 1.0 / (C * sw),
+        "stalled": flag, "live": ~flag, "factored": flag, "g_prev": X.new_full((P,), math.inf),
+        "L": X.new_empty(P, k, k), "m": b0[:, None].expand(P, N).clone(),
     }  # fmt: skip
     if space == "dual":
         st["K"] = torch.bmm(X, X.mT, out=ws.get("K", P, N, N))
         st["a"] = X.new_zeros(P, N)
+        st["b"] = b0
         st["s_f"] = X.new_zeros(P, N)  # the curvature weights the factor was built with
     else:
         # Batched "row vector x matrix" products run 2-4x faster than "matrix x vector" ones on CPU, so the
-        # primal keeps X^T too (one transposing copy) and computes X w as w^T X^T.
-        st["XT"] = ws.get("XT", P, D, N).copy_(X.mT)
-        st["w"] = X.new_zeros(P, D) if init is None else init[0].clone()
+        # primal keeps X^T too (one transposing copy) and computes margins as theta^T X^T.
+        st["XT"] = ws.get("XT", P, F, N).copy_(X.mT)
+        st["theta"] = (
+            torch.cat([X.new_zeros(P, D), b0[:, None]], 1)
+            if init is None
+            else torch.cat([init[0], init[1][:, None]], 1)
+        )
         if init is not None:
-            st["m"] = torch.bmm(st["w"][:, None, :], st["XT"])[:, 0] + b0[:, None]
+            st["m"] = torch.bmm(st["theta"][:, None, :], st["XT"])[:, 0]
     for it in range(max_iter + 1):
         p = torch.sigmoid(st["m"])
         rho = C * st["c"] * (p - st["y"])
         # gradient of f: g_w = w + X^T rho (= X^T (a + rho) in the dual), g_b = sum(rho)
-        v = st["a"] + rho if space == "dual" else rho
-        gw = torch.bmm(v[:, None, :], st["X"])[:, 0]
-        if space == "primal":
-            gw = gw + st["w"]
-        gb = rho.sum(1)
-        gmax = torch.maximum(gw.abs().amax(1), gb.abs()) * st["inv_scale"]
+        if space == "dual":
+            v = st["a"] + rho
+            g = torch.cat([torch.bmm(v[:, None, :], st["X"])[:, 0], rho.sum(1, keepdim=True)], 1)
+        else:
+            v = rho
+            g = torch.bmm(rho[:, None, :], st["X"])[:, 0]
+            g[:, :D] += st["theta"][:, :D]
+        gmax = g.abs().amax(1) * st["inv_scale"]
         newly = st["live"] & ((gmax <= tol) | st["stalled"] | (it == max_iter))
         if bool(newly.any()):
             i = st["idx"][newly]
             if space == "primal":
-                out.weight[i] = st["w"][newly]
+                out.weight[i] = st["theta"][newly, :D]
+                out.bias[i] = st["theta"][newly, D]
             else:  # w = X^T a
                 out.weight[i] = torch.bmm(st["a"][newly][:, None, :], st["X"][newly])[:, 0]
-            out.bias[i] = st["b"][newly]
+                out.bias[i] = st["b"][newly]
             out.n_iter[i] = it
             out.grad_max[i] = gmax[newly]
             out.converged[i] = gmax[newly] <= tol
@@ -251,7 +264,7 @@ def _newton(
                 break
             if 2 * int(live.sum()) <= live.numel():
                 st = {key: t[live] for key, t in st.items()}
-                p, rho, v, gw, gb, gmax = p[live], rho[live], v[live], gw[live], gb[live], gmax[live]
+                p, rho, v, g, gmax = p[live], rho[live], v[live], g[live], gmax[live]
             else:
                 st["live"] = live
         refresh = st["live"] & (~st["factored"] | (gmax > _REFRESH * st["g_prev"]))
@@ -259,9 +272,9 @@ def _newton(
             (_dual_factor if space == "dual" else _primal_factor)(st, p, refresh, C, ws)
         st["g_prev"] = gmax
         if space == "dual":
-            _dual_step(st, rho, v, gb, C)
+            _dual_step(st, rho, v, g[:, -1], C)
         else:
-            _primal_step(st, gw, gb, C)
+            _primal_step(st, g, C)
     return out
 
 
@@ -275,7 +288,7 @@ def _rows(st: dict[str, Tensor], key: str, rows: Tensor | None, ws: _Workspace) 
 
 def _store_factor(st: dict[str, Tensor], rows: Tensor | None, L: Tensor, info: Tensor) -> None:
     if rows is None:
-        st["L"].copy_(L)
+        st["L"] = L
         st["stalled"] = st["stalled"] | (info != 0)
         st["factored"] = torch.ones_like(st["factored"])
     else:
@@ -285,53 +298,38 @@ def _store_factor(st: dict[str, Tensor], rows: Tensor | None, L: Tensor, info: T
 
 
 def _primal_factor(st: dict[str, Tensor], p: Tensor, refresh: Tensor, C: float, ws: _Workspace) -> None:
-    """Cholesky factor of the Hessian ``[[I + X^T S X, X^T s], [s^T X, sum s]]``, ``s = C c p (1-p)``."""
+    """Cholesky factor of the Hessian ``X^T S X + diag(1, ..., 1, 0)``, ``s = C c p (1 - p)``.
+
+    With the column of ones in ``X`` this is the bordered ``[[I + X^T S X, X^T s], [s^T X, sum s]]`` in one
+    product, computed as ``(S^1/2 X)^T (S^1/2 X)``: a symmetric product, faster on CPU than ``X^T (S X)``.
+    """
     rows = None if bool(refresh.all()) else refresh.nonzero().flatten()
     X, c = _rows(st, "X", rows, ws), st["c"] if rows is None else st["c"][rows]
     p = p if rows is None else p[rows]
-    P, N, D = X.shape
+    P, N, F = X.shape
     s = C * c * p * (1.0 - p)
-    root = s.sqrt()
-    # X^T S X as (S^1/2 X)^T (S^1/2 X): one symmetric product, faster on CPU than X^T (S X)
-    Xs = torch.mul(X, root[..., None], out=ws.get("Xs", P, N, D))
-    gram = torch.bmm(Xs.mT, Xs, out=ws.get("gram", P, D, D))
-    gram.diagonal(dim1=1, dim2=2).add_(1.0)
-    H = ws.get("H", P, D + 1, D + 1)
-    H[:, :D, :D] = gram
-    border = torch.bmm(root[:, None, :], Xs)[:, 0]
-    H[:, :D, D] = border
-    H[:, D, :D] = border
+    Xs = torch.mul(X, s.sqrt()[..., None], out=ws.get("Xs", P, N, F))
+    H = torch.bmm(Xs.mT, Xs, out=ws.get("H", P, F, F))
+    H.diagonal(dim1=1, dim2=2)[:, : F - 1] += 1.0
     # A curvature floor on the intercept only shapes the step, never the optimum: it keeps the system
     # positive definite when every probability has saturated.
-    H[:, D, D] = s.sum(1) + torch.finfo(X.dtype).eps * c.sum(1) * C
+    H[:, F - 1, F - 1] += torch.finfo(X.dtype).eps * c.sum(1) * C
     L, info = torch.linalg.cholesky_ex(H)
     _store_factor(st, rows, L, info)
 
 
-def _primal_step(st: dict[str, Tensor], gw: Tensor, gb: Tensor, C: float) -> None:
-    """A (chord-)Newton step ``d = -H^-1 g`` in ``(w, b)`` with the stored factor, then a line search."""
-    w = st["w"]
-    D = w.shape[-1]
-    g = torch.cat([gw, gb[:, None]], 1)
+def _primal_step(st: dict[str, Tensor], g: Tensor, C: float) -> None:
+    """A (chord-)Newton step ``d = -H^-1 g`` in ``theta = (w, b)`` with the stored factor, then a line search."""
+    theta = st["theta"]
+    D = theta.shape[-1] - 1
     d = -_cho_solve(st["L"], g[..., None])[..., 0]
     d = torch.where(st["stalled"][:, None], torch.zeros_like(d), d)
-    dw, db = d[:, :D], d[:, D]
-    u = torch.bmm(dw[:, None, :], st["XT"])[:, 0] + db[:, None]
-    slope = (g * d).sum(1)
-    t, failed = _line_search(
-        st["m"],
-        u,
-        st["y"],
-        st["c"],
-        C,
-        (w * w).sum(1),
-        (w * dw).sum(1),
-        (dw * dw).sum(1),
-        slope,
-        st["live"] & ~st["stalled"],
-    )
-    st["w"] = w + t[:, None] * dw
-    st["b"] = st["b"] + t * db
+    u = torch.bmm(d[:, None, :], st["XT"])[:, 0]  # change of the margins along d
+    w, dw = theta[:, :D], d[:, :D]
+    live = st["live"] & ~st["stalled"]
+    ww, wd, dd = (w * w).sum(1), (w * dw).sum(1), (dw * dw).sum(1)
+    t, failed = _line_search(st["m"], u, st["y"], st["c"], C, ww, wd, dd, (g * d).sum(1), live)
+    st["theta"] = theta + t[:, None] * d
     st["m"] = st["m"] + t[:, None] * u
     st["stalled"] = st["stalled"] | (failed & st["live"])
 
@@ -597,13 +595,17 @@ def _fit(
         cc = c[lo:hi].to(dev, dtype)
         sw = cc.sum(1, keepdim=True)
         mu = torch.bmm(cc[:, None, :], raw)[:, 0] / sw
-        Xc = torch.sub(raw, mu[:, None, :], out=ws.get("X", hi - lo, N, D))
+        # the primal carries a column of ones for the intercept (see _newton)
+        Xc = ws.get("X", hi - lo, N, D + (space == "primal"))
+        features = torch.sub(raw, mu[:, None, :], out=Xc[..., :D])
+        if space == "primal":
+            Xc[..., D] = 1.0
         sigma = None
         if standardize:
-            var = torch.bmm(cc[:, None, :], Xc * Xc)[:, 0] / sw
+            var = torch.bmm(cc[:, None, :], features * features)[:, 0] / sw
             sigma = var.sqrt()
             sigma = torch.where(sigma < 10 * torch.finfo(dtype).eps, torch.ones_like(sigma), sigma)
-            Xc.div_(sigma[:, None, :])
+            features.div_(sigma[:, None, :])
         start = None
         if init is not None:
             w0 = init[0][lo:hi].to(dev, dtype)
@@ -772,10 +774,11 @@ def fit_head_probes(
         C, standardize: as in ``fit_probes``.
         device: where to solve (default: where the activations are).
 
-    Example:
-        >>> probes = fit_head_probes(acts, train_idx=range(0, len(acts), 2))
-        >>> test = acts.select(range(1, len(acts), 2))
-        >>> probes.accuracy(test).shape            # [n_layers, n_heads]
+    Example::
+
+        probes = fit_head_probes(acts, train_idx=range(0, len(acts), 2))
+        test = acts.select(range(1, len(acts), 2))
+        probes.accuracy(test)                  # [n_layers, n_heads]
     """
     _check_acts(acts)
     train = (
@@ -807,7 +810,8 @@ def _check_acts(acts: HeadActivations) -> None:
         )
     if acts.n_samples == 0:
         raise ValueError("the activations are empty (0 samples); collect activations for some samples first")
-    acts.check_finite()
+    if not _all_finite(acts.z.reshape(acts.n_samples, 1, -1)):
+        acts.check_finite()  # names the offending samples
 
 
 def _check_classes(labels: Tensor, what: str) -> None:
@@ -1174,7 +1178,7 @@ def _fit_repeats(
     R, hb, N, D = X.shape
     yf = y.float()[:, None, :].expand(R, hb, N)
     options: dict[str, Any] = {"C": C, "standardize": standardize, "device": device, "max_iter": max_iter,
-                               "ws": ws}  # fmt: skip
+                               "ws": ws, "dtype": ws.dtype}  # solve precision: the workspace's  # fmt: skip
     if R == 1 or _auto_space(N, D) == "dual":
         fit = _fit(X.reshape(R * hb, N, D), yf.reshape(R * hb, N), torch.ones(R * hb, N), **options)
         weight, bias, bad = fit.weight, fit.bias, fit.n_not_converged
@@ -1205,6 +1209,7 @@ def probe_sweep(
     *,
     test_idx: Sequence[int] | Tensor | None = None,
     max_iter: int = 100,
+    dtype: torch.dtype = torch.float32,
 ) -> ProbeSweep:
     """Few-shot probe sweep over every head: ``accuracy[shot, repeat, layer, head_index]`` on held-out data.
 
@@ -1231,19 +1236,24 @@ def probe_sweep(
             not train on*: the rest of the pool and everything outside it. The test set size is the same for
             every repeat of a shot count.
         max_iter: Newton step cap per probe.
+        dtype: solve precision, ``torch.float32`` (default) or ``torch.float64``; activations stored in half
+            precision are converted batch by batch.
 
     Returns:
         ``ProbeSweep`` (``.accuracy [S, R, L, H]``, ``.mean()``, ``.std()``, ``.draws``, ``.save()``).
 
-    Example:
-        >>> sweep = probe_sweep(acts, shots=[2, 4, 8, 16, 32, 64, "10%"], repeats=20, seed=0)
-        >>> sweep.mean(at=4).shape                  # [n_layers, n_heads]
-        >>> heads = rank_heads(sweep, k=32, criterion="stable")
+    Example::
+
+        sweep = probe_sweep(acts, shots=[2, 4, 8, 16, 32, 64, "10%"], repeats=20, seed=0)
+        sweep.mean(at=4)                        # [n_layers, n_heads]: mean accuracy at 4 shots per class
+        heads = rank_heads(sweep, k=32, criterion="stable")
     """
     _check_acts(acts)
     C = _check_C(C)
     if not (isinstance(max_iter, int) and max_iter >= 1):
         raise ValueError(f"max_iter must be a positive int; got {max_iter!r}")
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64; got {dtype}")
     metrics = [metric] if isinstance(metric, str) else list(metric)
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:
@@ -1305,7 +1315,7 @@ def probe_sweep(
 
     z = acts.z.reshape(n_all, L * H, D)
     y_all = acts.labels.to(dev)
-    ws, solver_ws = _Workspace(dev, torch.float32), _Workspace(dev, torch.float32)  # reused by every batch
+    ws, solver_ws = _Workspace(dev, dtype), _Workspace(dev, dtype)  # reused by every batch
     results = {m: torch.empty(len(specs), repeats, L * H) for m in metrics}
     draws: list[Tensor] = []
     non_converged: list[int] = []

@@ -63,9 +63,9 @@ def head_scores(
             e.g. ``"10%"``), or a list of them.
         metric: ``"accuracy"``, ``"auroc"`` or ``"f1"`` (must have been computed by the sweep).
 
-    Example:
-        >>> scores = head_scores(sweep, criterion="stable", at_shots=[2, 4])
-        >>> scores.shape                                     # [n_layers, n_heads]
+    Example::
+
+        scores = head_scores(sweep, criterion="stable", at_shots=[2, 4])  # [n_layers, n_heads]
     """
     _check_criterion(criterion, lam)
     at = "all" if at_shots is None else at_shots
@@ -94,10 +94,10 @@ def rank_heads(
         criterion, lam, at_shots, metric: as in ``head_scores``; the default ranks by mean accuracy over
             repeats averaged over all shot counts (see the module docstring for why).
 
-    Example:
-        >>> heads = rank_heads(sweep, k=32, criterion="stable")
-        >>> str(heads[:3])
-        'L12H5,L14H2,L3H0'
+    Example::
+
+        heads = rank_heads(sweep, k=32, criterion="stable")
+        print(heads[:3])                                     # e.g. L12H5,L14H2,L3H0
     """
     _check_criterion(criterion, lam)
     n_heads = sweep.n_layers * sweep.n_heads
@@ -132,8 +132,9 @@ def random_heads(
         seed: the random seed.
         exclude: heads never drawn (e.g. the safety heads, for a disjoint baseline).
 
-    Example:
-        >>> baseline = random_heads(32, 32, k=32, seed=0, exclude=safety_heads)
+    Example::
+
+        baseline = random_heads(32, 32, k=32, seed=0, exclude=safety_heads)
     """
     for name, value in (("n_layers", n_layers), ("n_heads", n_heads)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import plotly.graph_objects as go
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 from sahs_lens.head_activations import HeadActivations
 from sahs_lens.heads import HeadSet
@@ -12,6 +15,15 @@ from sahs_lens.plotting import accuracy_heatmap, mean_std_scatter, shots_curve, 
 from sahs_lens.probes import ProbeSweep
 
 L, H, R = 3, 4, 5
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """t-SNE on 40 points gains nothing from threads; on a busy 2-core runner they only contend."""
+    with threadpool_limits(1):
+        yield
+
+
 SHOTS = [2, 8, 4]  # deliberately unsorted
 
 

@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from sahs_lens.head_activations import HeadActivations
 from sahs_lens.heads import Head
@@ -36,10 +37,12 @@ DECOY = Head(0, 3)
 
 @pytest.fixture(autouse=True)
 def _one_thread() -> Iterator[None]:
-    """Small batched solves gain nothing from threads; one thread keeps timings stable on shared CI."""
+    """Small solves gain nothing from threads, and on a busy 2-core runner torch's and BLAS's thread pools
+    spinning against each other make them 10-100x slower: run this module on one thread."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    with threadpool_limits(1):
+        yield
     torch.set_num_threads(before)
 
 
@@ -263,6 +266,17 @@ def test_same_seed_is_bitwise_identical_and_draws_reproduce() -> None:
     # adding a shot count leaves the other draws unchanged
     d = probe_sweep(acts, shots=[4, 2], repeats=4, seed=7, metric="accuracy", progress=False)
     assert torch.equal(d.draws[1], a.draws[0])
+
+
+def test_float64_sweep_agrees_with_float32() -> None:
+    acts = planted_acts(n=160)
+    single = probe_sweep(acts, shots=[4, 16], repeats=3, metric=("accuracy", "auroc"), progress=False)
+    double = probe_sweep(acts, shots=[4, 16], repeats=3, metric=("accuracy", "auroc"), progress=False,
+                         dtype=torch.float64)  # fmt: skip
+    torch.testing.assert_close(double.auroc, single.auroc, atol=2e-3, rtol=0)
+    assert float((double.accuracy - single.accuracy).abs().max()) <= 1 / 150  # at most one test sample
+    with pytest.raises(ValueError, match="dtype must be torch.float32 or torch.float64"):
+        probe_sweep(acts, shots=[4], dtype=torch.float16, progress=False)
 
 
 # ---- shots --------------------------------------------------------------------------------------------
