@@ -60,11 +60,11 @@ class DemoConfig:
 
 
 FULL = DemoConfig(
-    n_text=100, n_image=50, n_calibration=80, n_eval=48, n_ablation=12, n_patch=8, shots=(1, 2, 4, 8, 16, 32),
+    n_text=100, n_image=50, n_calibration=80, n_eval=48, n_ablation=12, n_patch=8, shots=(2, 4, 8, 16, 32),
     repeats=20, k=8, ks=(2, 4, 8), seeds=(0, 1), max_new_tokens=48,
 )
 QUICK = DemoConfig(
-    n_text=24, n_image=12, n_calibration=24, n_eval=12, n_ablation=8, n_patch=4, shots=(1, 2, 4),
+    n_text=24, n_image=12, n_calibration=24, n_eval=12, n_ablation=8, n_patch=4, shots=(2, 4),
     repeats=3, k=4, ks=(2, 4), seeds=(0,), max_new_tokens=16,
 )
 
