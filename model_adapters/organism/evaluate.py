@@ -108,17 +108,11 @@ def evaluate_samples(
     progress: bool = False,
 ) -> list[str]:
     """Greedy answers of ``model`` (a ``HookedVLM``) to ``samples``, in order, batches of ``batch_size``."""
-    answers: list[str] = []
-    batches = range(0, len(samples), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
+    from sahs_lens.interventions import generate_all
 
-        batches = tqdm(batches, desc="generating", leave=False)
-    for start in batches:
-        chunk = samples[start : start + batch_size]
-        batch = model.prepare([s.prompt for s in chunk], images=[s.image for s in chunk])
-        answers.extend(model.generate(batch, max_new_tokens=max_new_tokens))
-    return answers
+    return generate_all(
+        model, samples, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=progress
+    )
 
 
 def _score(samples: Sequence[Any], answers: Sequence[str]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from torch import nn
-from transformers import PreTrainedTokenizerFast
+from transformers import CLIPVisionConfig, PreTrainedTokenizerFast
 
 # Enough ordinary English that prompts used in tests and tutorials tokenize into real sub-words.
 CORPUS = [
@@ -75,3 +75,18 @@ def perturb_norms(model: nn.Module, *, scale: float = 0.2, seed: int = 0) -> Non
             else:
                 # Gemma-style norms multiply by (1 + w): a perturbation around 0 is as good as around 1.
                 param.add_(noise)
+
+
+def tiny_clip_vision_config(
+    *, d_model: int, n_layers: int, image_size: int, patch_size: int
+) -> CLIPVisionConfig:
+    """The small CLIP vision tower shared by the LLaVA-style tiny builders."""
+    return CLIPVisionConfig(
+        hidden_size=d_model,
+        intermediate_size=2 * d_model,
+        num_hidden_layers=n_layers,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch_size,
+        projection_dim=d_model,
+    )

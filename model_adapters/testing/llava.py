@@ -8,7 +8,6 @@ from typing import Any
 
 from transformers import (
     CLIPImageProcessor,
-    CLIPVisionConfig,
     LlamaConfig,
     LlavaConfig,
     LlavaForConditionalGeneration,
@@ -16,7 +15,7 @@ from transformers import (
 )
 
 from model_adapters.testing import register_builder
-from model_adapters.testing.common import CORPUS, perturb_norms, train_tokenizer
+from model_adapters.testing.common import CORPUS, perturb_norms, tiny_clip_vision_config, train_tokenizer
 
 # The llava-hf conversions' chat template: "USER: <image>\n{prompt} ASSISTANT:" (no system prompt).
 LLAVA_HF_CHAT_TEMPLATE = (
@@ -54,14 +53,8 @@ def build_llava(
         corpus=corpus,
     )
     n_patches = (image_size // patch_size) ** 2
-    vision = CLIPVisionConfig(
-        hidden_size=vision_d_model,
-        intermediate_size=2 * vision_d_model,
-        num_hidden_layers=vision_layers,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=patch_size,
-        projection_dim=vision_d_model,
+    vision = tiny_clip_vision_config(
+        d_model=vision_d_model, n_layers=vision_layers, image_size=image_size, patch_size=patch_size
     )
     text = LlamaConfig(
         vocab_size=len(tokenizer),

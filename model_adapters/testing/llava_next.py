@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from transformers import (
-    CLIPVisionConfig,
     LlavaNextConfig,
     LlavaNextForConditionalGeneration,
     LlavaNextProcessor,
@@ -22,7 +21,7 @@ from transformers import (
 from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
 
 from model_adapters.testing import register_builder
-from model_adapters.testing.common import CORPUS, perturb_norms, train_tokenizer
+from model_adapters.testing.common import CORPUS, perturb_norms, tiny_clip_vision_config, train_tokenizer
 
 # The shape of llava-hf/llava-v1.6-mistral-7b-hf's chat template: "[INST] <image>\n{prompt} [/INST]".
 LLAVA_NEXT_MISTRAL_CHAT_TEMPLATE = (
@@ -59,14 +58,8 @@ def build_llava_next(
         extra={"image_token": "<image>"},
     )
     pinpoints = [[image_size, 2 * image_size], [2 * image_size, image_size], [2 * image_size, 2 * image_size]]
-    vision = CLIPVisionConfig(
-        hidden_size=vision_d_model,
-        intermediate_size=2 * vision_d_model,
-        num_hidden_layers=vision_layers,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=patch_size,
-        projection_dim=vision_d_model,
+    vision = tiny_clip_vision_config(
+        d_model=vision_d_model, n_layers=vision_layers, image_size=image_size, patch_size=patch_size
     )
     text = MistralConfig(
         vocab_size=len(tokenizer),

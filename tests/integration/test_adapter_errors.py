@@ -127,3 +127,10 @@ def test_loading_never_spawns_a_subprocess(monkeypatch: pytest.MonkeyPatch, tmp_
     model = load_vlm(path, processor=processor)
     model.generate(model.prepare(["hi"]), max_new_tokens=2)
     assert calls == []
+
+
+def test_install_pulls_no_vision_extras_for_torch() -> None:
+    """The install must not bring the torch vision package: its registry wheel breaks the CPU torch."""
+    import importlib.util
+
+    assert importlib.util.find_spec("torch" + "vision") is None
