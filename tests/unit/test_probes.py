@@ -119,6 +119,40 @@ def test_float64_reaches_sklearn_to_high_precision() -> None:
         assert abs(float(fit.bias[p]) - intercept) < 1e-5
 
 
+@pytest.mark.parametrize("n", [2, 8])
+def test_few_shot_probes_on_large_head_outputs_converge_to_sklearns(n: int) -> None:
+    # Head outputs with norms of hundreds to thousands and one or four samples per class: the optimum
+    # has margins ~10-15, where float32 cannot resolve the curvature (the bug that made every 1-shot probe
+    # of the organism return NaN, i.e. chance accuracy). Every probe must converge to scikit-learn's.
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(48, n + 40, 32, generator=g) * torch.logspace(1, 3.5, 48)[:, None, None] + 300.0
+    y = torch.arange(n + 40) % 2
+    X[:, :, 0] += 40.0 * (2 * y - 1)
+    fit = fit_probes(X[:, :n], y[:n])
+    assert bool(fit.converged.all()), f"{fit.n_not_converged} probes did not converge"
+    assert bool(torch.isfinite(fit.weight).all()) and bool(torch.isfinite(fit.bias).all())
+    held_out = fit.predict(X[:, n:]).numpy()
+    for p in range(48):
+        # the same objective; scikit-learn's default lbfgs itself stops short on these ill-conditioned
+        # problems (coefficient cosine down to 0.88 with its own optimum), newton-cg reaches it
+        ref = LogisticRegression(C=1.0, tol=1e-12, max_iter=10_000, solver="newton-cg")
+        with warnings.catch_warnings():  # its line search warns once it is at round-off level
+            warnings.simplefilter("ignore")
+            ref.fit(X[p, :n].double().numpy(), y[:n].numpy())
+        assert cosine(ref.coef_[0], fit.weight[p].double().numpy()) >= 0.999
+        assert (held_out[p] == ref.predict(X[p, n:].double().numpy())).mean() >= 0.95
+
+
+def test_one_shot_sweep_is_not_chance_on_large_activations() -> None:
+    acts = planted_acts(n=120)
+    big = HeadActivations(z=acts.z * 500.0 + 200.0, labels=acts.labels, provenance=acts.provenance)
+    sweep = probe_sweep(big, shots=[1], repeats=6, metric="accuracy", progress=False)
+    assert sweep.non_converged == [0]
+    mean = sweep.mean(at=1)
+    others = [float(mean[i, j]) for i in range(4) for j in range(8) if Head(i, j) not in PLANTED]
+    assert min(float(mean[h.layer, h.head]) for h in PLANTED) > 0.65 > 0.55 > sum(others) / len(others)
+
+
 def test_primal_and_dual_give_the_same_probe() -> None:
     X, y = problems(n_problems=16, n=24, d=40, seed=2)
     primal = fit_probes(X, y, space="primal", dtype=torch.float64, tol=1e-9)
