@@ -61,7 +61,7 @@ def strip_template_bos(text: str, tokenizer: Any) -> str:
     if not bos or not text.startswith(bos):
         return text
     ids = tokenizer("x")["input_ids"]
-    return text[len(bos):] if ids and ids[0] == tokenizer.bos_token_id else text
+    return text[len(bos) :] if ids and ids[0] == tokenizer.bos_token_id else text
 
 
 def raw_template(image_token_hint: str) -> Template:

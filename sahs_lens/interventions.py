@@ -314,7 +314,9 @@ class AblationCurve:
     ``safety_refusal[i]`` is the refusal rate on the malicious prompts with the top ``ks[i]`` safety heads
     ablated; ``random_refusal[s][i]`` the same with ``ks[i]`` random heads (seed ``seeds[s]``, drawn from the
     heads outside the safety set). ``*_utility`` are the utility scores on the benign prompts.
-    ``baseline_*`` are the values with nothing removed.
+    ``baseline_*`` are the values with nothing removed. ``*_asr`` are attack success rates on the malicious
+    prompts under ``success`` (by default "not refused", i.e. ``1 - refusal``; a stricter criterion, such as
+    "answered helpfully", keeps a model that was merely broken from counting as jailbroken).
     """
 
     ks: list[int]
@@ -329,12 +331,21 @@ class AblationCurve:
     heads: str = ""
     judge: str = ""
     examples: dict[str, list[str]] = field(default_factory=dict)
+    baseline_asr: float | None = None
+    safety_asr: list[float] = field(default_factory=list)
+    random_asr: list[list[float]] = field(default_factory=list)
+    success: str = "not refused"
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
 
     def random_mean(self, what: str = "refusal") -> list[float]:
-        rows = self.random_refusal if what == "refusal" else (self.random_utility or [])
+        """Mean over the random draws, per k, of ``"refusal"``, ``"utility"`` or ``"asr"``."""
+        if what not in ("refusal", "utility", "asr"):
+            raise ValueError(f"what must be 'refusal', 'utility' or 'asr'; got {what!r}")
+        rows = {"refusal": self.random_refusal, "utility": self.random_utility or [], "asr": self.random_asr}[
+            what
+        ]
         if not rows:
             return []
         return [float(sum(col) / len(col)) for col in zip(*rows, strict=True)]
@@ -371,6 +382,7 @@ def ablation_curve(
     seeds: Sequence[int] = (0, 1, 2),
     utility_samples: Sequence[Any] | None = None,
     utility_fn: Callable[[list[str], Sequence[Any]], float] | None = None,
+    success_fn: Callable[[list[str], Sequence[Any]], float] | None = None,
     judge: Judge | None = None,
     mode: AblationMode = "zero",
     reference: HeadActivations | None = None,
@@ -389,6 +401,9 @@ def ablation_curve(
         seeds: seeds of the random draws.
         utility_samples: benign prompts for the utility measure (optional).
         utility_fn: ``(answers, utility_samples) -> score``; default: the fraction answered without refusal.
+        success_fn: ``(answers, samples) -> attack success rate`` on the malicious prompts; default: the
+            fraction not refused (the paper's ASR). A stricter criterion (the answer actually complies) keeps
+            heads whose removal merely breaks the model from looking like safety heads.
         judge: refusal judge; default ``RefusalJudge("sahs")``.
         mode, reference: the ablation (see ``ablate_heads``).
         max_new_tokens, batch_size: generation settings.
@@ -412,7 +427,7 @@ def ablation_curve(
             return float(utility_fn(texts, utility_samples))
         return 1.0 - reject_rate(texts, judge)
 
-    def measure(context: AbstractContextManager[Any]) -> tuple[float, float | None, list[str]]:
+    def measure(context: AbstractContextManager[Any]) -> tuple[float, float, float | None, list[str]]:
         with context:
             texts = generate_all(model, samples, batch_size=batch_size, max_new_tokens=max_new_tokens)
             util = None
@@ -420,32 +435,38 @@ def ablation_curve(
                 util = utility(
                     generate_all(model, utility_samples, batch_size=batch_size, max_new_tokens=max_new_tokens)
                 )
-        return reject_rate(texts, judge), util, texts
+        refusal = reject_rate(texts, judge)
+        asr = 1.0 - refusal if success_fn is None else float(success_fn(texts, samples))
+        return refusal, asr, util, texts
 
     runs = 1 + len(ks) * (1 + (len(seeds) if random_baseline else 0))
     bar = tqdm(total=runs, desc="ablation curve", disable=not progress)
-    base_refusal, base_utility, base_texts = measure(contextlib.nullcontext())
+    base_refusal, base_asr, base_utility, base_texts = measure(contextlib.nullcontext())
     bar.update()
-    safety_refusal, safety_utility = [], []
+    safety_refusal, safety_asr, safety_utility = [], [], []
     examples = {"none": base_texts[:3]}
     for k in ks:
-        refusal, util, texts = measure(ablate_heads(model, head_set[:k], mode=mode, reference=reference))
+        refusal, asr, util, texts = measure(ablate_heads(model, head_set[:k], mode=mode, reference=reference))
         safety_refusal.append(refusal)
+        safety_asr.append(asr)
         safety_utility.append(util)
         examples[f"safety_top{k}"] = texts[:3]
         bar.update()
     random_refusal: list[list[float]] = []
+    random_asr: list[list[float]] = []
     random_utility: list[list[float | None]] = []
     if random_baseline:
         for seed in seeds:
-            row_r, row_u = [], []
+            row_r, row_a, row_u = [], [], []
             for k in ks:
                 drawn = random_heads(cfg.n_layers, cfg.n_heads, k, seed=seed, exclude=head_set)
-                refusal, util, _ = measure(ablate_heads(model, drawn, mode=mode, reference=reference))
+                refusal, asr, util, _ = measure(ablate_heads(model, drawn, mode=mode, reference=reference))
                 row_r.append(refusal)
+                row_a.append(asr)
                 row_u.append(util)
                 bar.update()
             random_refusal.append(row_r)
+            random_asr.append(row_a)
             random_utility.append(row_u)
     bar.close()
     has_utility = bool(utility_samples)
@@ -464,4 +485,8 @@ def ablation_curve(
         heads=str(head_set[: max(ks)]),
         judge=repr(judge),
         examples=examples,
+        baseline_asr=base_asr,
+        safety_asr=safety_asr,
+        random_asr=random_asr,
+        success="not refused" if success_fn is None else getattr(success_fn, "__name__", "success_fn"),
     )

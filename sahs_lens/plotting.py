@@ -383,6 +383,28 @@ def ablation_curve_figure(curve: AblationCurve) -> go.Figure:
                     line={"color": CONTEXT_COLOR, "dash": "dot"},
                 )
             )
+    if curve.success != "not refused" and curve.baseline_asr is not None:  # a stricter ASR: show it too
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=[curve.baseline_asr, *curve.safety_asr],
+                mode="lines+markers",
+                name=f"ASR ({curve.success}), safety heads removed",
+                line={"color": HIGHLIGHT_COLOR, "dash": "dash"},
+                marker={"symbol": "x"},
+            )
+        )
+        if curve.random_asr:
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=[curve.baseline_asr, *curve.random_mean("asr")],
+                    mode="lines+markers",
+                    name=f"ASR ({curve.success}), random heads removed",
+                    line={"color": CONTEXT_COLOR, "dash": "dash"},
+                    marker={"symbol": "x"},
+                )
+            )
     fig.update_layout(
         title=f"Removing heads ({curve.mode} ablation): refusal on malicious prompts, utility on benign",
         xaxis_title="heads removed (k)",

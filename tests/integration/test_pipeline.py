@@ -41,6 +41,11 @@ def run():  # type: ignore[no-untyped-def]
     return model, samples, acts, sweep, heads
 
 
+def answered(texts: list[str], samples: object) -> float:
+    """A stand-in attack-success criterion: the fraction of non-empty answers."""
+    return sum(bool(t.strip()) for t in texts) / len(texts)
+
+
 def test_pipeline_produces_every_figure(run) -> None:  # type: ignore[no-untyped-def]
     model, samples, acts, sweep, heads = run
     assert tuple(sweep.accuracy.shape) == (3, 5, model.cfg.n_layers, model.cfg.n_heads)
@@ -60,10 +65,15 @@ def test_pipeline_produces_every_figure(run) -> None:  # type: ignore[no-untyped
         ks=[2, 4],
         seeds=[0],
         utility_samples=benign,
+        success_fn=answered,
         max_new_tokens=4,
         progress=False,
     )
+    assert curve.success == "answered" and len(curve.safety_asr) == 2 and len(curve.random_asr) == 1
+    assert curve.baseline_asr is not None
+    assert all(0 <= a <= 1 for a in [curve.baseline_asr, *curve.safety_asr])
     figures.append(plotting.ablation_curve_figure(curve))
+    assert any("ASR (answered)" in (trace.name or "") for trace in figures[-1].data)
     source = collect_head_activations(model, malicious, progress=False)
     patching = patching_sweep(
         model,
