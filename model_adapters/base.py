@@ -253,9 +253,12 @@ class HookedVLM:
         return self.prepare(inputs)
 
     def _forward_kwargs(self, inputs: VLMInputs) -> dict[str, Any]:
+        """Keyword arguments of a single forward: no KV cache (a prefill-only pass would build one and drop
+        it: ~2x the peak memory of collection on a 16-layer model)."""
         return {
             "attention_mask": inputs.attention_mask,
             "position_ids": inputs.position_ids,
+            "use_cache": False,
             **inputs.model_kwargs,
         }
 
