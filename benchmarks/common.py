@@ -127,10 +127,14 @@ def check_size(size: str, device: str) -> ModelSize:
     """The ``ModelSize`` for ``size``; refuse GPU-only sizes on a CPU with a message that says what to do."""
     if size not in SIZES:
         raise SystemExit(f"unknown size {size!r}; choose one of {', '.join(SIZE_NAMES)}")
-    spec = SIZES[size]
+    return check_device(SIZES[size], device)
+
+
+def check_device(spec: ModelSize, device: str) -> ModelSize:
+    """Refuse a GPU-only shape on a CPU, and a CUDA device that torch cannot see."""
     if spec.gpu_only and not str(device).startswith("cuda"):
         raise SystemExit(
-            f"size {size!r} ({spec.description}) needs about 14 GB of GPU memory in bfloat16 and is only run on "
+            f"size {spec.name!r} ({spec.description}) needs about 14 GB of GPU memory in bfloat16 and is only run on "
             "a GPU: pass --device cuda --dtype bfloat16 on a CUDA machine, or use --size tiny / --size mid here"
         )
     if str(device).startswith("cuda") and not torch.cuda.is_available():
@@ -147,10 +151,27 @@ def build_model(
     memory, directly on ``device`` (no weights are written or downloaded).
     """
     spec = check_size(size, device)
+    return build_spec(spec, device=device, dtype=dtype, seed=seed, checkpoint=size == "tiny")
+
+
+def build_spec(
+    spec: ModelSize,
+    *,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+    checkpoint: bool = False,
+) -> BenchModel:
+    """Build a model of any shape, e.g. a variant ``dataclasses.replace(SIZES["mid"], n_layers=4)``.
+
+    The model is built from a config in memory, as ``mid`` and ``llava7b`` are (so a ``tiny``-shaped variant
+    is *not* the test checkpoint); ``checkpoint=True`` loads the test checkpoint instead (``tiny`` only).
+    """
+    check_device(spec, device)
     start = time.perf_counter()
-    workdir = tempfile.TemporaryDirectory(prefix=f"sahs_bench_{size}_")
+    workdir = tempfile.TemporaryDirectory(prefix=f"sahs_bench_{spec.name}_")
     torch.manual_seed(seed)
-    if size == "tiny":
+    if checkpoint:
         source, hf, processor = _tiny_hf(device, dtype)
     else:
         source = Path(workdir.name)
@@ -562,18 +583,22 @@ def bench_result(
     bench: str,
     *,
     args: argparse.Namespace,
-    model: BenchModel,
+    model: BenchModel | dict[str, Any],
     info: dict[str, Any],
     headline: dict[str, Any],
     rows: list[dict[str, Any]],
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON document every benchmark writes: bench, machine, settings, model, headline, rows."""
+    """The JSON document every benchmark writes: bench, machine, settings, model, headline, rows.
+
+    ``model``: the model measured, or a description of the models (a benchmark that built none here)."""
+    if isinstance(model, BenchModel):
+        model = {**asdict(model.size), "build_s": model.build_s, "identity": model.vlm.cfg.identity()}
     return {
         "bench": bench,
         "machine": info,
         "settings": {k: v for k, v in vars(args).items() if k != "json"},
-        "model": {**asdict(model.size), "build_s": model.build_s, "identity": model.vlm.cfg.identity()},
+        "model": model,
         "headline": headline,
         "rows": rows,
         **(extra or {}),
@@ -621,9 +646,14 @@ def finish(bench: str, args: argparse.Namespace, result: dict[str, Any], table: 
     """Print the table and machine info; write the JSON when asked."""
     print(table)
     print(format_machine(result["machine"]))
-    if args.json:
-        path = (
-            default_json_path(bench, args.size, result["machine"]) if args.json == "auto" else Path(args.json)
-        )
+    path = json_path(bench, args, result["machine"])
+    if path is not None:
         print(f"wrote {write_result(path, result)}")
     return result
+
+
+def json_path(bench: str, args: argparse.Namespace, info: dict[str, Any]) -> Path | None:
+    """Where ``--json`` asks the result to go (``auto``: ``default_json_path``); None without ``--json``."""
+    if not args.json:
+        return None
+    return default_json_path(bench, args.size, info) if args.json == "auto" else Path(args.json)

@@ -3,7 +3,8 @@
 Each ``benchmarks/bench_*.py`` script takes ``--smoke --size --json`` (and ``--device --dtype --threads``);
 this sweep runs them one after the other in fresh processes (so one benchmark's memory and threads do not
 leak into the next), writes ``<out>/<bench>-<size>-<machine>-<date>.json`` for each, and ends with a summary
-of the headline ratios. A benchmark script that is not there (``bench_probes.py`` is optional) is skipped.
+of the headline ratios (``bench_scaling.py`` also writes its figure, ``<same name>.html``). A benchmark script
+that is not there (``bench_probes.py`` and ``bench_scaling.py`` are optional) is skipped.
 
     python benchmarks/run_all.py --smoke                  # all benchmarks, tiny and fast (< 2 min on 2 cores)
     python benchmarks/run_all.py --size tiny --size mid   # the CPU tables of benchmarks/README.md
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("collection", "guard", "adapter", "probes")
+BENCHES = ("collection", "guard", "adapter", "probes", "scaling")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -23,16 +23,22 @@ HEADLINE_KEYS = {
     "collection": {"collect_vs_forward", "collect_vs_run_with_cache", "collect_vs_paper", "target", "met"},
     "guard": {"ratio_worst", "ratio_by_batch", "floor", "floor_with_dot", "same_output", "hf_ratio_by_batch"},
     "adapter": {"ratio_worst", "ratios", "target", "met", "parity"},
-}
+    "scaling": {
+        "alpha_samples", "alpha_image_tokens", "alpha_heads", "alpha_probe_n", "alpha_probe_heads",
+        "alpha_last", "alpha_memory",
+    },
+}  # fmt: skip
 ROW_KEYS = {
     "collection": {"method", "batch", "median_s", "samples_per_s", "collect_speedup", "peak_mb"},
     "guard": {"path", "batch", "guarded_s", "plain_s", "ratio", "cpu_ratio", "dot_ms", "same_output"},
     "adapter": {"kind", "batch", "raw_s", "hooked_s", "ratio", "cpu_ratio"},
+    "scaling": {"sweep", "x", "median_s", "cpu_s", "peak_mb"},
 }
 TABLE_MARKERS = {
     "collection": "HEADLINE collect / forward throughput",
     "guard": "HEADLINE guarded / unguarded generation",
     "adapter": "HEADLINE HookedVLM / raw Hugging Face",
+    "scaling": "HEADLINE time ~ size^alpha",
 }
 
 
@@ -74,7 +80,8 @@ def test_each_benchmark_writes_table_and_json(
     assert not HEADLINE_KEYS[bench] - set(result["headline"]), "missing headline keys"
     assert result["rows"], "a benchmark result must have at least one row"
     for row in result["rows"]:
-        assert not ROW_KEYS[bench] - set(row), f"row {row.get('method') or row.get('kind')} misses keys"
+        name = row.get("method") or row.get("kind") or row.get("sweep")
+        assert not ROW_KEYS[bench] - set(row), f"row {name} misses keys"
     assert result["settings"]["size"] == "tiny" and result["settings"]["smoke"] is True
 
 
@@ -96,3 +103,23 @@ def test_correctness_checks_hold(smoke_run: tuple[subprocess.CompletedProcess[st
     assert guard["headline"]["same_output"] is True
     adapter = json.loads(next(out.glob("adapter-tiny-*.json")).read_text())
     assert adapter["headline"]["parity"] is True
+
+
+@pytest.mark.slow
+def test_scaling_writes_growth_laws_and_figure(
+    smoke_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    """Every sweep has a fitted exponent, and the figure is a self-contained plotly HTML file beside the JSON."""
+    _, out = smoke_run
+    result = json.loads(next(out.glob("scaling-tiny-*.json")).read_text())
+    sweeps = {row["sweep"] for row in result["rows"]}
+    assert sweeps == {"samples", "image_tokens", "heads", "probe_n", "probe_heads"}
+    for law in result["laws"]:
+        assert law["points"] >= 2 and isinstance(law["alpha"], float), law
+    html = sorted(out.glob("scaling-tiny-*.html"))
+    assert len(html) == 1 and Path(result["figure_html"]) == html[0]
+    text = html[0].read_text()
+    assert "Plotly.newPlot" in text and "plotly.js v" in text, (
+        "the figure must embed plotly.js (works offline)"
+    )
+    assert len(result["figure"]["data"]) >= 2 * len(sweeps)
