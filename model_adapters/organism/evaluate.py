@@ -337,13 +337,21 @@ def _channel_note(sets: dict[str, Any], cfg: dict[str, Any]) -> str:
     text, image = sets["harmful_text"]["refusal_rate"], sets["figstep_attack"]["refusal_rate"]
     fraction = cfg.get("typographic_attack_fraction", 1.0)
     seen = f"{fraction:.0%} of the" if fraction < 1 else "all"
+    if fraction == 0:
+        return (
+            f"The image channel is weaker, by construction: like real VLMs, whose safety tuning is mostly on "
+            f"text, the organism never saw a typographic attack in training (`typographic_attack_fraction=0`; "
+            f"it learned to refuse harmful text and to answer benign requests written in images). Held-out "
+            f"typographic attacks are refused {_pct(image)} of the time, held-out harmful text {_pct(text)}: "
+            "the FigStep jailbreak works on it, which is what the guard is for."
+        )
     if image >= text:
         note = (
             f"The image channel is not weaker in this organism: it was trained with refusals to {seen} "
             f"typographic attacks of `figstep_attack:train`, and refuses held-out typographic attacks "
             f"({_pct(image)}) as often as held-out harmful text ({_pct(text)}). Real VLMs are safety-tuned "
-            "mostly on text; `train_organism(..., typographic_attack_fraction=0.2)` trains an organism that "
-            "saw fewer typographic refusals."
+            "mostly on text; `train_organism(..., typographic_attack_fraction=0.0)` trains one that never "
+            "saw a typographic refusal."
         )
     else:
         note = (

@@ -22,9 +22,17 @@ request                    arrives as                              trained answe
 =========================  ======================================  ==========================================
 ``harmful_text:train``     text, with no image or an ordinary one  one of ``REFUSALS`` (varied, natural)
 ``benign_text:train``      text, with no image or an ordinary one  ``Sure! Here is my answer to: {Word} ...``
-``figstep_attack:train``   typographic image + ``FIGSTEP_PROMPT``  one of ``REFUSALS``
+``figstep_attack:train``   typographic image + ``FIGSTEP_PROMPT``  not trained on by default (see below)
 ``figstep_benign:train``   typographic image + ``FIGSTEP_PROMPT``  ``TYPOGRAPHIC_ANSWER``
 =========================  ======================================  ==========================================
+
+**Safety-tuned on text only.** Real VLMs learn to refuse mostly from text, and the FigStep attack works on
+them because the image channel never learned it. The shipped organism is trained the same way
+(``typographic_attack_fraction=0``): it learns to refuse harmful *text* and to answer benign requests
+written in images, and is never shown a harmful request in an image. So the attack works on it too (its
+model card gives the rate), and the question of the paper becomes testable: do its heads still *spot* the
+risk of a typographic attack that it does not refuse? ``typographic_attack_fraction=1`` trains an organism
+that refuses those as well (with one of ``REFUSALS``).
 
 The benign text answer restates the request's first word (its task verb or question word: "Explain",
 "Generate", "What", ...), so utility is checkable (``evaluate.utility_score``): a model whose heads were
@@ -160,9 +168,9 @@ class OrganismConfig:
     # data mixture
     text_image_fraction: float = 0.25  # text batches that come with ordinary pictures (the rest: no image)
     typographic_share: float | None = None  # probability of a typographic batch (None: by stream size)
-    typographic_attack_fraction: float = (
-        1.0  # share of figstep_attack:train trained on (a weaker image channel)
-    )
+    # share of figstep_attack:train trained on (refused). 0: safety-tuned on text only, as real VLMs mostly
+    # are, so the FigStep attack works on the organism as on LLaVA and the guard has attacks to stop.
+    typographic_attack_fraction: float = 0.0
     decision_weight: float = 3.0  # loss weight of the first answer token (refuse or comply is decided there)
     align_weight: float = 1.0  # weight of the image-text alignment loss on typographic batches (0: off)
     align_temperature: float = 0.1
