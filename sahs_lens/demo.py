@@ -325,8 +325,10 @@ def run_demo(
     captions = {
         "Probe accuracy per head (the paper's Fig. 2)": "Held-out accuracy of a logistic probe on each head's "
         "decision-position output, averaged over shot counts and repeats.",
-        "Ablation: safety heads vs random heads (Fig. 5)": "Refusal rate on held-out malicious prompts as the "
-        "top-k safety heads, or k random heads (mean over seeds), are zero-ablated; utility on benign prompts.",
+        "Ablation: safety heads vs random heads (Fig. 5)": "Refusal rate on held-out harmful text requests as "
+        "the top-k safety heads, or k random heads (mean over seeds, bars: min-max), are zero-ablated; utility "
+        "on benign prompts; ASR (complied): the share of harmful requests answered in the organism's helpful "
+        "form (broken answers are not refused, but not answers either).",
         "Patching malicious head outputs into benign prompts": "Change of the first-token refusal logit "
         "difference when one head's decision-position output is copied from a malicious into a benign prompt.",
     }
