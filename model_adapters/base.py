@@ -288,7 +288,7 @@ class HookedVLM:
             self.check_hook_names(list(names_filter))
         with torch.no_grad():
             return self.bridge.run_with_cache(  # type: ignore[no-any-return]
-                batch.input_ids, names_filter=names_filter, **self._forward_kwargs(batch), **kwargs
+                batch.input_ids, names_filter=names_filter, **{**self._forward_kwargs(batch), **kwargs}
             )
 
     def run_with_hooks(

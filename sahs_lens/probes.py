@@ -427,8 +427,9 @@ class ProbeFit:
             ``standardize=True``: scaling is folded in, so ``X @ weight + bias`` is the decision function).
         bias: ``[P]`` intercepts.
         n_iter: ``[P]`` Newton steps taken.
-        converged: ``[P]`` whether the gradient test ``max|grad f| / (C sum s) <= tol`` was met.
-        grad_max: ``[P]`` that scaled gradient at the returned solution.
+        converged: ``[P]`` whether the solver met the gradient test ``max|grad f| / (C sum s) <= tol`` and
+            the gradient recomputed from scratch at the returned solution is within 10x of ``tol``.
+        grad_max: ``[P]`` that recomputed scaled gradient at the returned solution.
         C, tol: the settings used; ``space``: ``"primal"`` or ``"dual"`` (the Newton system solved).
         mean, scale: ``[P, D]`` the training mean and standard deviation when ``standardize=True``, else None.
     """
@@ -525,7 +526,8 @@ def fit_probes(
             ``lbfgs`` rule on the same objective, 100x tighter than its default 1e-4 (at 1e-4 an
             ill-conditioned probe can still be ~0.05 off in its intercept and flip held-out predictions;
             the last two decades cost Newton one or two cheap steps).
-        max_iter: cap on Newton steps; problems that hit it are reported in ``converged``.
+        max_iter: cap on Newton steps (of each pass: float32, then float64 for the few problems float32
+            could not finish, see ``_refine_in_float64``); problems that hit it are reported in ``converged``.
         dtype: solve precision (float32 default; float64 for tight agreement, about 2x slower on CPU).
         device: where to solve (default: ``X``'s device); results come back on ``X``'s device.
         space: ``"auto"`` (dual when ``N <= 7/8 D``, else primal), ``"primal"`` or ``"dual"``.
@@ -698,24 +700,35 @@ def _refine_in_float64(
     set tiny, the optimum sits at margins ~10-15 with curvature weights ~1e-6, the Gram matrix spans ten
     decades, and round-off in forming it exceeds the curvature the Newton system must resolve, so a few
     problems stop short of the gradient test (or, with norms ~1e4, the factorisation breaks down). The same
-    problems converge in ~20 float64 steps. They are usually a small minority, so the cost is small; the
-    rest keep their float32 solution. A problem that still yields no finite solution gets zero weights and
-    the class log-odds as intercept (the best constant model) and stays marked as not converged.
+    problems converge in a few float64 steps from where float32 stopped (primal; the dual restarts). They
+    are usually a small minority, so the cost is small; the rest keep their float32 solution, and of the two
+    solutions of a re-solved problem the one with the smaller recomputed gradient is kept. Problems that hit
+    ``max_iter`` are not re-solved (they are slow, not imprecise). ``grad_max`` becomes the recomputed
+    gradient of every problem and ``n_iter`` counts the steps of both passes. A problem that still yields
+    no finite solution gets zero weights and the class log-odds as intercept (the best constant model) and
+    stays marked as not converged.
     """
-    certified = _gradient_max(sol.weight, sol.bias, X, y, c, C) <= _CERTIFY * tol
-    sol.converged &= certified
-    redo = (~sol.converged).nonzero().flatten()
+    fresh = _gradient_max(sol.weight, sol.bias, X, y, c, C)
+    sol.converged &= fresh <= _CERTIFY * tol
+    sol.grad_max = fresh
+    # Problems that ran out of steps are slow, not imprecise: they stay as they are (not converged).
+    redo = (~sol.converged & (sol.n_iter < max_iter)).nonzero().flatten()
     if X.dtype == torch.float32 and redo.numel():
         X64, y64, c64 = X[redo].double(), y[redo].double(), c[redo].double()
+        w32, b32 = sol.weight[redo], sol.bias[redo]
         start = None if init is None else (init[0][redo].double(), init[1][redo].double())
+        if space == "primal" and bool(torch.isfinite(w32).all()) and bool(torch.isfinite(b32).all()):
+            start = (w32.double(), b32.double())  # float32 got close: float64 finishes in a step or two
         fix = _newton(X64, y64, c64, C=C, tol=tol, max_iter=max_iter, space=space,
                       ws=_Workspace(X.device, torch.float64), init=start)  # fmt: skip
-        certified = _gradient_max(fix.weight, fix.bias, X64, y64, c64, C) <= _CERTIFY * tol
-        sol.weight[redo] = fix.weight.to(sol.weight.dtype)
-        sol.bias[redo] = fix.bias.to(sol.bias.dtype)
+        fix_grad = _gradient_max(fix.weight, fix.bias, X64, y64, c64, C)
+        better = torch.nan_to_num(fix_grad, nan=math.inf) <= torch.nan_to_num(fresh[redo], nan=math.inf)
+        take = redo[better]  # keep whichever solution has the smaller recomputed gradient
+        sol.weight[take] = fix.weight[better].to(sol.weight.dtype)
+        sol.bias[take] = fix.bias[better].to(sol.bias.dtype)
+        sol.grad_max[take] = fix_grad[better].to(sol.grad_max.dtype)
+        sol.converged[take] = fix.converged[better] & (fix_grad[better] <= _CERTIFY * tol)
         sol.n_iter[redo] += fix.n_iter
-        sol.grad_max[redo] = fix.grad_max.to(sol.grad_max.dtype)
-        sol.converged[redo] = fix.converged & certified
     finite = torch.isfinite(sol.weight).all(1) & torch.isfinite(sol.bias)
     broken = (~finite).nonzero().flatten()
     if broken.numel():

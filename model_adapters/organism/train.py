@@ -200,11 +200,11 @@ class TrainItem:
     source_id: str = ""
 
 
-def training_items(typographic_attack_fraction: float = 1.0, seed: int = 0) -> list[TrainItem]:
+def training_items(typographic_attack_fraction: float = 0.0, seed: int = 0) -> list[TrainItem]:
     """The four ``*:train`` bundled sets as ``TrainItem`` s (held-out parts are never read here).
 
-    ``typographic_attack_fraction < 1`` keeps only that share of the typographic attacks (a seeded choice),
-    for an organism whose image channel saw fewer refusals (as real VLMs, safety-tuned mostly on text).
+    ``typographic_attack_fraction`` is the share of the typographic attacks kept (a seeded choice): 0, the
+    default, trains on text refusals only (as real VLMs are mostly safety-tuned); 1 keeps them all.
     """
     if not 0.0 <= typographic_attack_fraction <= 1.0:
         raise ValueError(f"typographic_attack_fraction must be in [0, 1]; got {typographic_attack_fraction}")
