@@ -52,6 +52,20 @@ def test_matches_run_with_cache_at_last_prompt_position(model, samples) -> None:
     assert acts.provenance["position_rule"] == "last_prompt_token"
 
 
+def test_single_forwards_build_no_kv_cache_unless_asked(model, samples) -> None:  # type: ignore[no-untyped-def]
+    # a prefill-only forward that filled a KV cache would double collection's peak memory on a real model
+    lm = model.hf_model.model.language_model
+    seen: list[object] = []
+    handle = lm.register_forward_hook(lambda _m, _a, out: seen.append(out.past_key_values))
+    try:
+        batch = model.prepare([samples[0].prompt], images=[samples[0].image])
+        model(batch)
+        model.run_with_cache(batch, names_filter="blocks.0.attn.hook_z", use_cache=True)  # the caller wins
+    finally:
+        handle.remove()
+    assert seen[0] is None and seen[1] is not None
+
+
 def test_restricting_heads_keeps_only_those(model, samples) -> None:  # type: ignore[no-untyped-def]
     full = collect_head_activations(model, samples, batch_size=4, progress=False)
     heads = HeadSet.parse("L0H1")
