@@ -33,6 +33,7 @@ import torch
 from common import (
     BenchModel,
     Timing,
+    add_generation_options,
     base_parser,
     bench_result,
     bench_samples,
@@ -41,6 +42,7 @@ from common import (
     format_table,
     machine_info,
     resolve_args,
+    resolve_generation_options,
     torch_dtype,
 )
 
@@ -59,14 +61,12 @@ SMOKE = (8, (1, 4), 4, 2)
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = base_parser("HookedVLM forward and generate against raw Hugging Face on the same weights")
-    parser.add_argument("--new-tokens", type=int, default=None, help="tokens decoded per call (default 64)")
-    parser.add_argument("--batches", default=None, help="comma-separated generate batch sizes (default 1,8)")
+    add_generation_options(parser, "comma-separated generate batch sizes (default 1,8)")
     parser.add_argument("--forward-batch", type=int, default=None, help="forward batch size (default 8)")
     parser.add_argument("--profile", action="store_true", help="cProfile one generate call of each side")
     args = resolve_args(parser.parse_args(argv))
     tokens, batches, forward_batch, repeats = SMOKE if args.smoke else DEFAULTS[args.size]
-    args.new_tokens = args.new_tokens or tokens
-    args.batches = [int(b) for b in args.batches.split(",")] if args.batches else list(batches)
+    resolve_generation_options(args, tokens, batches)
     args.forward_batch = args.forward_batch or forward_batch
     args.repeats = args.repeats or repeats
     return args

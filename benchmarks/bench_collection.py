@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -49,6 +47,7 @@ from common import (
     peak_memory,
     release_freed_memory,
     resolve_args,
+    run_child,
     torch_dtype,
 )
 
@@ -154,17 +153,10 @@ def measure_memory(method: str, bm: BenchModel, samples: Sequence[Sample], batch
 
 def memory_in_subprocess(args: argparse.Namespace, methods: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Run ``methods`` once each, cold, in a fresh process (CPU peak RSS needs one); read the peaks back."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-probe", ",".join(methods), "--size", args.size,
-           "--device", args.device, "--dtype", args.dtype, "--n", str(args.n), "--batch-size", str(args.batch_size),
-           "--seed", str(args.seed), "--threads", str(torch.get_num_threads())]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    found = [
-        json.loads(line[len("MEMORY ") :]) for line in done.stdout.splitlines() if line.startswith("MEMORY ")
-    ]
-    if done.returncode != 0 or len(found) != len(methods):
-        raise RuntimeError(
-            f"memory probe for {methods} failed (exit {done.returncode}):\n{done.stderr[-3000:]}"
-        )
+    options = ["--memory-probe", ",".join(methods), "--size", args.size, "--device", args.device, "--dtype",
+               args.dtype, "--n", str(args.n), "--batch-size", str(args.batch_size), "--seed", str(args.seed),
+               "--threads", str(torch.get_num_threads())]  # fmt: skip
+    found = run_child(__file__, options, "MEMORY", expect=len(methods))
     return {mem.pop("name"): mem for mem in found}
 
 

@@ -30,6 +30,7 @@ import torch
 from common import (
     BenchModel,
     Timing,
+    add_generation_options,
     base_parser,
     bench_result,
     bench_samples,
@@ -38,6 +39,7 @@ from common import (
     format_table,
     machine_info,
     resolve_args,
+    resolve_generation_options,
     torch_dtype,
 )
 
@@ -60,15 +62,13 @@ SMOKE = (8, (1, 4), 8, 2)
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = base_parser("guarded vs unguarded generation (HookedVLM and plain Hugging Face)")
-    parser.add_argument("--new-tokens", type=int, default=None, help="tokens decoded per call (default 64)")
-    parser.add_argument("--batches", default=None, help="comma-separated batch sizes (default 1,8)")
+    add_generation_options(parser, "comma-separated batch sizes (default 1,8)")
     parser.add_argument("--k", type=int, default=32, help="safety heads in the guard (default 32)")
     parser.add_argument("--n-train", type=int, default=None, help="samples the guard is fitted on")
     parser.add_argument("--no-hf", action="store_true", help="skip the Hugging Face generate comparison")
     args = resolve_args(parser.parse_args(argv))
     tokens, batches, n_train, repeats = SMOKE if args.smoke else DEFAULTS[args.size]
-    args.new_tokens = args.new_tokens or tokens
-    args.batches = [int(b) for b in args.batches.split(",")] if args.batches else list(batches)
+    resolve_generation_options(args, tokens, batches)
     args.n_train = args.n_train or n_train
     args.repeats = args.repeats or repeats
     return args

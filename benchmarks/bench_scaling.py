@@ -58,7 +58,6 @@ import argparse
 import json
 import math
 import statistics
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -85,6 +84,7 @@ from common import (
     peak_memory,
     release_freed_memory,
     resolve_args,
+    run_child,
     torch_dtype,
 )
 
@@ -285,14 +285,9 @@ def measure_here(job: Job, args: argparse.Namespace, models: Models) -> dict[str
 
 def measure_in_subprocess(job: Job, args: argparse.Namespace) -> dict[str, Any]:
     """Measure ``job`` in a fresh process (CPU peak RSS needs one) and read its ``POINT {json}`` line."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--point", json.dumps(job), "--size", args.size,
-           "--device", args.device, "--dtype", args.dtype, "--repeats", str(args.repeats),
-           "--seed", str(args.seed), "--threads", str(torch.get_num_threads())]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    found = [line[len("POINT ") :] for line in done.stdout.splitlines() if line.startswith("POINT ")]
-    if done.returncode != 0 or len(found) != 1:
-        raise RuntimeError(f"point {job} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(found[0])
+    options = ["--point", json.dumps(job), "--size", args.size, "--device", args.device, "--dtype", args.dtype,
+               "--repeats", str(args.repeats), "--seed", str(args.seed), "--threads", str(torch.get_num_threads())]  # fmt: skip
+    return run_child(__file__, options, "POINT", expect=1)[0]
 
 
 def measure_all(sweeps: Sequence[Sweep], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -514,7 +509,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                           extra=extra)  # fmt: skip
     path = json_path(BENCH, args, info)
     if path is not None:
-        result["figure_html"] = str(write_figure(fig, path.with_suffix(".html")))
+        # the figure sits next to the JSON: record its name, not a path of this machine
+        result["figure_html"] = write_figure(fig, path.with_suffix(".html")).name
     return finish(BENCH, args, result, render(result))
 
 

@@ -440,6 +440,28 @@ def _proc_status_kb(key: str) -> int:
     raise KeyError(key)
 
 
+def run_child(script: str | Path, options: Sequence[str], marker: str, expect: int) -> list[dict[str, Any]]:
+    """Run ``script`` with ``options`` in a fresh Python process and read back its ``{marker} {json}`` lines.
+
+    A CPU peak-RSS measurement needs a fresh process (the allocator keeps what earlier work freed); the
+    child prints one marked JSON line per measurement. Raises, with the child's stderr, if it fails or
+    prints a number of lines other than ``expect``.
+    """
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(Path(script).resolve()), *options]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    prefix = marker + " "
+    found = [json.loads(line[len(prefix) :]) for line in done.stdout.splitlines() if line.startswith(prefix)]
+    if done.returncode != 0 or len(found) != expect:
+        raise RuntimeError(
+            f"{Path(script).name} {' '.join(options[:2])} failed (exit {done.returncode}, {len(found)} of "
+            f"{expect} {marker} lines):\n{done.stderr[-3000:]}"
+        )
+    return found
+
+
 @contextlib.contextmanager
 def peak_memory(device: torch.device) -> Iterator[dict[str, Any]]:
     """Measure the peak memory a block adds above what was in use when it started.
@@ -625,6 +647,18 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--json", default=None, help="write the result here ('auto': benchmarks/results/...)")
     return parser
+
+
+def add_generation_options(parser: argparse.ArgumentParser, batches_help: str) -> None:
+    """``--new-tokens`` and ``--batches``: the options of the benchmarks that time ``generate``."""
+    parser.add_argument("--new-tokens", type=int, default=None, help="tokens decoded per call (default 64)")
+    parser.add_argument("--batches", default=None, help=batches_help)
+
+
+def resolve_generation_options(args: argparse.Namespace, tokens: int, batches: Sequence[int]) -> None:
+    """Fill ``args.new_tokens`` and ``args.batches`` (a list of ints) from the size's defaults."""
+    args.new_tokens = args.new_tokens or tokens
+    args.batches = [int(b) for b in args.batches.split(",")] if args.batches else list(batches)
 
 
 def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
