@@ -17,6 +17,7 @@ project printed beside it.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -92,15 +93,21 @@ QUICK = DemoConfig(
 )
 
 
+@functools.lru_cache(maxsize=4)
+def _heldout_set(name: str) -> tuple[Any, ...]:
+    """A held-out set drawn once per run (calibration and evaluation both slice it)."""
+    from model_adapters.organism import organism_samples
+
+    return tuple(organism_samples(name, images="ordinary", seed=1234))
+
+
 def _heldout(name: str, n: int, start: int = 0) -> list[Any]:
     """Held-out samples ``start .. start + n`` of a bundled set (text requests get an ordinary picture,
     typographic ones their drawing); a clear error when the set is shorter."""
-    from model_adapters.organism import organism_samples
-
-    samples = organism_samples(name, images="ordinary", seed=1234)
+    samples = _heldout_set(name)
     if start + n > len(samples):
         raise ValueError(f"{name} has {len(samples)} prompts; the demo asks for {start}..{start + n}")
-    return samples[start : start + n]
+    return list(samples[start : start + n])
 
 
 def _wilson_lower(successes: float, n: int, z: float = 1.645) -> float:
@@ -157,9 +164,9 @@ def run_demo(
     )
     heldout = {
         "harmful text": _heldout("harmful_text:heldout", cfg.n_eval),
-        "typographic attacks": organism_samples("figstep_attack:heldout")[: cfg.n_eval],
+        "typographic attacks": _heldout("figstep_attack:heldout", cfg.n_eval),
         "benign text": _heldout("benign_text:heldout", cfg.n_eval),
-        "benign typographic": organism_samples("figstep_benign:heldout")[: cfg.n_eval],
+        "benign typographic": _heldout("figstep_benign:heldout", cfg.n_eval),
     }
     acts = collect_head_activations(
         model, pool, batch_size=16, dataset="organism demo pool", progress=progress
