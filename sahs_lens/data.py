@@ -43,7 +43,7 @@ import csv
 import json
 import math
 import numbers
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -142,6 +142,13 @@ class Sample:
     source: str
     id: str
     category: str | None = None
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], image: ImageLike = None) -> Sample:
+        """A sample from a bundled JSONL record (``prompt``, ``label``, ``source``, ``id``, ``category``)."""
+        return cls(
+            record["prompt"], image, record["label"], record["source"], record["id"], record.get("category")
+        )
 
     def __post_init__(self) -> None:
         label = self.label
@@ -819,14 +826,5 @@ def load_bundled(
         if "render" in record:
             render = record["render"]
             image = render_typographic(render["text"], render["style"], font_path=font_path, size=image_size)
-        samples.append(
-            Sample(
-                record["prompt"],
-                image,
-                record["label"],
-                record["source"],
-                record["id"],
-                record.get("category"),
-            )
-        )
+        samples.append(Sample.from_record(record, image))
     return samples

@@ -341,16 +341,7 @@ def organism_samples(
             image = render_grid(record["render"]["text"], grid=grid)
         elif images == "ordinary":
             image = ordinary_image(rng, size=grid * CELL)
-        samples.append(
-            Sample(
-                record["prompt"],
-                image,
-                record["label"],
-                record["source"],
-                record["id"],
-                record.get("category"),
-            )
-        )
+        samples.append(Sample.from_record(record, image))
     return samples
 
 

@@ -231,11 +231,8 @@ def _bundled_without_images(name: str) -> list[Any]:
     from model_adapters.organism.render import _bundled_file
     from sahs_lens.data import Sample
 
-    out = []
-    for line in _bundled_file(name).read_text(encoding="utf-8").splitlines():
-        r = json.loads(line)
-        out.append(Sample(r["prompt"], None, r["label"], r["source"], r["id"], r.get("category")))
-    return out
+    lines = _bundled_file(name).read_text(encoding="utf-8").splitlines()
+    return [Sample.from_record(json.loads(line)) for line in lines]
 
 
 def _tokenizer_corpus(items: Sequence[TrainItem]) -> list[str]:
