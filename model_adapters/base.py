@@ -29,11 +29,11 @@ from PIL import Image
 from torch import Tensor
 from transformer_lens.ActivationCache import ActivationCache
 
+from model_adapters.images import ImageLike, open_image
 from model_adapters.registry import Family, Template
 
 HookFn = Callable[..., Any]
 FwdHook = tuple[str | Callable[[str], bool], HookFn]
-ImageLike = str | Path | Image.Image | None
 # A logits processor for generate: (step, generated tokens so far [batch, step], logits [batch, vocab]) -> logits
 LogitsProcessor = Callable[[int, Tensor, Tensor], Tensor]
 
@@ -475,23 +475,3 @@ def _pick_tokens(
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
     probs = logits.softmax(-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
-
-def open_image(image: ImageLike) -> Image.Image | None:
-    """Open a path as an RGB PIL image (PIL images pass through); name the file when it cannot be read."""
-    if image is None:
-        return None
-    if isinstance(image, Image.Image):
-        return image.convert("RGB") if image.mode != "RGB" else image
-    if isinstance(image, (str, Path)):
-        path = Path(image)
-        if not path.exists():
-            raise ValueError(f"image file {path} does not exist; check the path")
-        try:
-            with Image.open(path) as im:
-                return im.convert("RGB")
-        except Exception as exc:  # PIL raises several types for corrupt files
-            raise ValueError(
-                f"cannot read image file {path}: {exc}; check that it is a valid PNG/JPEG image"
-            ) from exc
-    raise TypeError(f"images must be file paths, PIL images or None; got {type(image).__name__}")

@@ -1,8 +1,47 @@
-"""Import every built-in family module so that each registers itself."""
+"""The family registry: which Hugging Face architectures model_adapters can wrap, and with which family.
 
-from model_adapters import (
-    gemma3,  # noqa: F401
-    idefics3,  # noqa: F401
-    llava,  # noqa: F401
-    llava_next,  # noqa: F401
-)
+Each built-in family module (``llava.py``, ``llava_next.py``, ``gemma3.py``, ``idefics3.py``) builds one
+``Family``; this module collects them, and ``register_family`` adds a user's own at run time.
+``family_for`` looks one up by Hugging Face architecture or family name, and lists the supported ones when
+it cannot. Nothing here is imported by the family modules, so the registry sits above them (no cycles).
+"""
+
+from __future__ import annotations
+
+from model_adapters.gemma3 import GEMMA3
+from model_adapters.idefics3 import IDEFICS3
+from model_adapters.llava import LLAVA
+from model_adapters.llava_next import LLAVA_NEXT
+from model_adapters.registry import Family
+
+_FAMILIES: dict[str, Family] = {family.name: family for family in (LLAVA, LLAVA_NEXT, GEMMA3, IDEFICS3)}
+
+
+def register_family(family: Family) -> Family:
+    """Add (or replace) a family in the registry, e.g. for an architecture of your own; returns it."""
+    if not isinstance(family, Family):
+        raise TypeError(f"register_family takes a model_adapters.Family; got {type(family).__name__}")
+    _FAMILIES[family.name] = family
+    return family
+
+
+def supported_families() -> dict[str, tuple[str, ...]]:
+    """``{family name: architectures}`` for every registered family."""
+    return {name: fam.architectures for name, fam in sorted(_FAMILIES.items())}
+
+
+def family_for(architecture_or_name: str) -> Family:
+    """Look a family up by Hugging Face architecture (``LlavaForConditionalGeneration``) or family name."""
+    for fam in _FAMILIES.values():
+        if (
+            architecture_or_name == fam.name
+            or architecture_or_name in fam.architectures
+            or architecture_or_name in fam.aliases
+        ):
+            return fam
+    listing = "; ".join(f"{name} ({', '.join(archs)})" for name, archs in supported_families().items())
+    raise ValueError(
+        f"unsupported model family or architecture {architecture_or_name!r}; sahs_lens supports: {listing}. "
+        "A new family is one module in model_adapters/ that builds a Family, listed in families.py "
+        "(or passed to register_family)"
+    )

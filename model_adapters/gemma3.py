@@ -36,25 +36,21 @@ from model_adapters.registry import (
     chat_template,
     per_prompt_processor_images,
     raw_template,
-    register_family,
 )
 
-GEMMA3 = register_family(
-    Family(
-        name="gemma3",
-        architectures=("Gemma3ForConditionalGeneration",),
-        templates={
-            "chat": chat_template(
-                "chat",
-                "the checkpoint's chat template ('<start_of_turn>user\\n...<end_of_turn>"
-                "\\n<start_of_turn>model\\n')",
-            ),
-            "raw": raw_template("<start_of_image>"),
-        },
-        default_template="chat",
-        attention_layers=language_model_attention,
-        processor_images=per_prompt_processor_images,
-        notes="Gemma 3 multimodal (google/gemma-3-4b-it, 12b, 27b; MedGemma)",
-        aliases=("gemma-3",),
-    )
+GEMMA3 = Family(
+    name="gemma3",
+    architectures=("Gemma3ForConditionalGeneration",),
+    templates={
+        "chat": chat_template(
+            "chat",
+            "the checkpoint's chat template ('<start_of_turn>user\\n...<end_of_turn>"
+            "\\n<start_of_turn>model\\n')",
+        ),
+        "raw": raw_template("<start_of_image>"),
+    },
+    default_template="chat",
+    attention_layers=language_model_attention,
+    processor_images=per_prompt_processor_images,
+    aliases=("gemma-3",),
 )

@@ -42,7 +42,6 @@ from model_adapters.registry import (
     chat_template,
     per_prompt_processor_images,
     raw_template,
-    register_family,
 )
 
 
@@ -52,20 +51,17 @@ def text_model_attention(hf_model: nn.Module) -> Sequence[nn.Module]:
     return [layer.self_attn for layer in layers]  # type: ignore[union-attr]
 
 
-IDEFICS3 = register_family(
-    Family(
-        name="idefics3",
-        architectures=("Idefics3ForConditionalGeneration",),
-        templates={
-            "chat": chat_template(
-                "chat", "the checkpoint's chat template ('User:<image>...<end_of_utterance>\\nAssistant:')"
-            ),
-            "raw": raw_template("<image>"),
-        },
-        default_template="chat",
-        attention_layers=text_model_attention,
-        processor_images=per_prompt_processor_images,
-        notes="Idefics3 (HuggingFaceM4/Idefics3-8B-Llama3, ibm-granite/granite-docling-258M)",
-        aliases=("idefics-3",),
-    )
+IDEFICS3 = Family(
+    name="idefics3",
+    architectures=("Idefics3ForConditionalGeneration",),
+    templates={
+        "chat": chat_template(
+            "chat", "the checkpoint's chat template ('User:<image>...<end_of_utterance>\\nAssistant:')"
+        ),
+        "raw": raw_template("<image>"),
+    },
+    default_template="chat",
+    attention_layers=text_model_attention,
+    processor_images=per_prompt_processor_images,
+    aliases=("idefics-3",),
 )

@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import nn
 
-from model_adapters.registry import Family, Template, chat_template, raw_template, register_family
+from model_adapters.registry import Family, Template, chat_template, raw_template
 
 VICUNA_V1_SYSTEM = (
     "A chat between a curious human and an artificial intelligence assistant. "
@@ -44,20 +44,15 @@ def language_model_attention(hf_model: nn.Module) -> Sequence[nn.Module]:
     return [layer.self_attn for layer in layers]  # type: ignore[union-attr]
 
 
-LLAVA = register_family(
-    Family(
-        name="llava",
-        architectures=("LlavaForConditionalGeneration",),
-        templates={
-            "llava-hf": chat_template(
-                "llava-hf", "the llava-hf checkpoint's chat template (no system prompt)"
-            ),
-            "vicuna_v1": VICUNA_V1,
-            "raw": raw_template("<image>"),
-        },
-        default_template="llava-hf",
-        attention_layers=language_model_attention,
-        notes="LLaVA-1.5 (llava-hf/llava-1.5-7b-hf and relatives)",
-        aliases=("llava-1.5",),
-    )
+LLAVA = Family(
+    name="llava",
+    architectures=("LlavaForConditionalGeneration",),
+    templates={
+        "llava-hf": chat_template("llava-hf", "the llava-hf checkpoint's chat template (no system prompt)"),
+        "vicuna_v1": VICUNA_V1,
+        "raw": raw_template("<image>"),
+    },
+    default_template="llava-hf",
+    attention_layers=language_model_attention,
+    aliases=("llava-1.5",),
 )

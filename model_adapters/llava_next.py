@@ -31,24 +31,21 @@ Templates:
 from __future__ import annotations
 
 from model_adapters.llava import VICUNA_V1, language_model_attention
-from model_adapters.registry import Family, chat_template, raw_template, register_family
+from model_adapters.registry import Family, chat_template, raw_template
 
-LLAVA_NEXT = register_family(
-    Family(
-        name="llava_next",
-        architectures=("LlavaNextForConditionalGeneration",),
-        templates={
-            "chat": chat_template(
-                "chat",
-                "the checkpoint's own chat template (mistral: '[INST] ... [/INST]', "
-                "vicuna: 'USER: ... ASSISTANT:')",
-            ),
-            "vicuna_v1": VICUNA_V1,
-            "raw": raw_template("<image>"),
-        },
-        default_template="chat",
-        attention_layers=language_model_attention,
-        notes="LLaVA-NeXT / LLaVA-1.6 (llava-hf/llava-v1.6-mistral-7b-hf, llava-v1.6-vicuna-7b-hf and relatives)",
-        aliases=("llava-next", "llava-1.6"),
-    )
+LLAVA_NEXT = Family(
+    name="llava_next",
+    architectures=("LlavaNextForConditionalGeneration",),
+    templates={
+        "chat": chat_template(
+            "chat",
+            "the checkpoint's own chat template (mistral: '[INST] ... [/INST]', "
+            "vicuna: 'USER: ... ASSISTANT:')",
+        ),
+        "vicuna_v1": VICUNA_V1,
+        "raw": raw_template("<image>"),
+    },
+    default_template="chat",
+    attention_layers=language_model_attention,
+    aliases=("llava-next", "llava-1.6"),
 )

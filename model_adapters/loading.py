@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from model_adapters.base import HookedVLM, VLMConfig
-from model_adapters.registry import family_for
+from model_adapters.families import family_for
 
 
 @contextlib.contextmanager

@@ -1,12 +1,13 @@
-"""The family registry: which Hugging Face architectures sahs_lens can wrap, and how.
+"""What a model family is: its prompt templates, how it takes images, where its attention layers live.
 
 A *family* is everything that differs between vision-language model lines (LLaVA, LLaVA-NeXT, Gemma 3,
 Idefics3): the Hugging Face architecture names it answers to, the prompt templates it knows, how a batch of
 images is handed to its processor, and where its language model's attention output projections live (used
 by tests and by the Hugging Face-only guard). Everything else is shared in ``base.HookedVLM``.
 
-Each family lives in its own module and registers itself with ``register_family``; ``family_for`` looks
-one up by architecture or family name and lists the supported ones when it cannot.
+This module holds the types (``Family``, ``Template``) and the template helpers every family shares. Each
+family is one module (``llava.py``, ...) that builds a ``Family``; ``families.py`` is the registry that
+collects them and looks one up by architecture or family name.
 """
 
 from __future__ import annotations
@@ -27,13 +28,11 @@ class Template:
 
     ``render(prompt, has_image, processor)`` returns the full text fed to the processor, ending with the
     assistant prefix so that the last position is the one whose logits give the first generated token.
-    ``places_images`` is False for templates that have no slot for an image.
     """
 
     name: str
     description: str
     render: Callable[[str, bool, Any], str]
-    places_images: bool = True
 
 
 def chat_template(name: str = "chat", description: str | None = None) -> Template:
@@ -77,9 +76,7 @@ def raw_template(image_token_hint: str) -> Template:
             )
         return prompt
 
-    return Template(
-        "raw", "the prompt exactly as given (write the image token yourself)", render, places_images=False
-    )
+    return Template("raw", "the prompt exactly as given (write the image token yourself)", render)
 
 
 def default_processor_images(images: ImageBatch) -> dict[str, Any]:
@@ -116,7 +113,6 @@ class Family:
     attention_layers: Callable[[nn.Module], Sequence[nn.Module]]
     processor_images: Callable[[ImageBatch], dict[str, Any]] = default_processor_images
     decode_kwargs: tuple[str, ...] = ()
-    notes: str = ""
     aliases: tuple[str, ...] = field(default_factory=tuple)
 
     def template(self, name: str | None) -> Template:
@@ -128,40 +124,3 @@ class Family:
                 f"{', '.join(sorted(self.templates))}"
             )
         return self.templates[name]
-
-
-_FAMILIES: dict[str, Family] = {}
-
-
-def register_family(family: Family) -> Family:
-    """Add a family to the registry (one call at the bottom of each family module)."""
-    _FAMILIES[family.name] = family
-    return family
-
-
-def supported_families() -> dict[str, tuple[str, ...]]:
-    """``{family name: architectures}`` for every registered family."""
-    _load_builtin_families()
-    return {name: fam.architectures for name, fam in sorted(_FAMILIES.items())}
-
-
-def family_for(architecture_or_name: str) -> Family:
-    """Look a family up by Hugging Face architecture (``LlavaForConditionalGeneration``) or family name."""
-    _load_builtin_families()
-    for fam in _FAMILIES.values():
-        if (
-            architecture_or_name == fam.name
-            or architecture_or_name in fam.architectures
-            or architecture_or_name in fam.aliases
-        ):
-            return fam
-    listing = "; ".join(f"{name} ({', '.join(archs)})" for name, archs in supported_families().items())
-    raise ValueError(
-        f"unsupported model family or architecture {architecture_or_name!r}; sahs_lens supports: {listing}. "
-        "A new family is one module in model_adapters/ that calls register_family"
-    )
-
-
-def _load_builtin_families() -> None:
-    # Importing the family modules registers them; done lazily so importing the registry has no side effects.
-    from model_adapters import families  # noqa: F401

@@ -21,26 +21,25 @@ import torch
 
 from model_adapters.base import HookedVLM
 from model_adapters.loading import load_vlm
+from model_adapters.testing.gemma3 import build_gemma3
+from model_adapters.testing.idefics3 import build_idefics3
+from model_adapters.testing.llava import build_llava
+from model_adapters.testing.llava_next import build_llava_next
 
 Builder = Callable[..., Path]
-_BUILDERS: dict[str, Builder] = {}
+"""``fn(directory, *, seed, **overrides) -> directory``: writes one family's tiny checkpoint."""
+_BUILDERS: dict[str, Builder] = {
+    "gemma3": build_gemma3,
+    "idefics3": build_idefics3,
+    "llava": build_llava,
+    "llava_next": build_llava_next,
+}
 _CACHE: dict[tuple[Any, ...], Path] = {}
 _CACHE_ROOT: tempfile.TemporaryDirectory[str] | None = None
 
 
-def register_builder(family: str) -> Callable[[Builder], Builder]:
-    """Decorator: register ``fn(directory, *, seed, **overrides) -> directory`` as a family's builder."""
-
-    def wrap(fn: Builder) -> Builder:
-        _BUILDERS[family] = fn
-        return fn
-
-    return wrap
-
-
 def tiny_families() -> list[str]:
     """Families that have a tiny-checkpoint builder."""
-    _load_builders()
     return sorted(_BUILDERS)
 
 
@@ -48,7 +47,6 @@ def build_tiny_checkpoint(
     family: str = "llava", directory: str | Path | None = None, *, seed: int = 0, **overrides: Any
 ) -> Path:
     """Write a tiny random checkpoint of ``family`` to ``directory`` (a cached temp dir when None)."""
-    _load_builders()
     if family not in _BUILDERS:
         raise ValueError(
             f"no tiny checkpoint builder for {family!r}; available: {', '.join(tiny_families())}"
@@ -80,7 +78,3 @@ def load_tiny(
     """Build (or reuse) a tiny checkpoint of ``family`` and load it with ``load_vlm``."""
     path = build_tiny_checkpoint(family, seed=seed, **overrides)
     return load_vlm(path, dtype=dtype, template=template)
-
-
-def _load_builders() -> None:
-    from model_adapters.testing import builders  # noqa: F401

@@ -21,7 +21,6 @@ from transformers import (
 )
 from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
 
-from model_adapters.testing import register_builder
 from model_adapters.testing.common import CORPUS, perturb_norms, train_tokenizer
 
 # google/gemma-3-*-it's chat template, reduced to what a one-turn prompt uses: it starts with the BOS token,
@@ -60,7 +59,6 @@ SPECIAL_TOKENS = [
 ]
 
 
-@register_builder("gemma3")
 def build_gemma3(
     directory: Path,
     *,

@@ -20,7 +20,6 @@ from transformers import (
 )
 from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 
-from model_adapters.testing import register_builder
 from model_adapters.testing.common import CORPUS, perturb_norms, train_tokenizer
 
 # HuggingFaceM4/Idefics3-8B-Llama3's chat template: "<|begin_of_text|>User:<image>{prompt}<end_of_utterance>\n
@@ -45,7 +44,6 @@ SPECIAL_TOKENS = [
 ]
 
 
-@register_builder("idefics3")
 def build_idefics3(
     directory: Path,
     *,

@@ -14,7 +14,6 @@ from transformers import (
     LlavaProcessor,
 )
 
-from model_adapters.testing import register_builder
 from model_adapters.testing.common import CORPUS, perturb_norms, tiny_clip_vision_config, train_tokenizer
 
 # The llava-hf conversions' chat template: "USER: <image>\n{prompt} ASSISTANT:" (no system prompt).
@@ -27,7 +26,6 @@ LLAVA_HF_CHAT_TEMPLATE = (
 )
 
 
-@register_builder("llava")
 def build_llava(
     directory: Path,
     *,

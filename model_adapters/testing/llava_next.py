@@ -20,7 +20,6 @@ from transformers import (
 )
 from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
 
-from model_adapters.testing import register_builder
 from model_adapters.testing.common import CORPUS, perturb_norms, tiny_clip_vision_config, train_tokenizer
 
 # The shape of llava-hf/llava-v1.6-mistral-7b-hf's chat template: "[INST] <image>\n{prompt} [/INST]".
@@ -33,7 +32,6 @@ LLAVA_NEXT_MISTRAL_CHAT_TEMPLATE = (
 )
 
 
-@register_builder("llava_next")
 def build_llava_next(
     directory: Path,
     *,
