@@ -3,7 +3,7 @@
 =================================  ==============================================================
 spec                               what it loads
 =================================  ==============================================================
-``harmful_text:train``             a bundled set (see ``sahs_lens.data.BUNDLED_SETS``)
+``harmful_text:train``             a bundled set (see ``sahs_lens.BUNDLED_SETS``)
 ``figstep:DIR``                    FigStep SafeBench: typographic images + FigStep's prompt (label 1)
 ``figstep-text:DIR``               the SafeBench questions as text (label 1)
 ``mmsafetybench:DIR[:VARIANT]``    MM-SafetyBench, VARIANT in SD, SD_TYPO (default), TYPO, text (label 1)
@@ -22,21 +22,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from sahs_lens import data
-from sahs_lens.data import Sample
+from sahs_lens.data import text_readers as text
+from sahs_lens.data import vl_readers as vl
+from sahs_lens.data.bundled import BUNDLED_SETS, load_bundled
+from sahs_lens.data.sample import Sample
 
 _READERS: dict[str, Callable[..., list[Sample]]] = {
-    "figstep": lambda root: data.read_figstep(root),
-    "figstep-text": lambda root: data.read_figstep(root, with_images=False),
-    "mmsafetybench": lambda root, variant="SD_TYPO": data.read_mmsafetybench(root, variant),
-    "vlguard": lambda root, split="test", subset="unsafes": data.read_vlguard(root, split, subset),
-    "mmvet": lambda root: data.read_mmvet(root),
-    "advbench": lambda root: data.read_advbench(root),
-    "harmbench": lambda root: data.read_harmbench(root),
-    "jailbreakbench": lambda root: data.read_jailbreakbench(root),
-    "alpaca": lambda root: data.read_alpaca(root),
-    "csv": lambda path, column, label="1": data.read_csv_prompts(path, column, label=_label(label)),
-    "jsonl": lambda path, label=None: data.read_jsonl(path, label=None if label is None else _label(label)),
+    "figstep": lambda root: vl.read_figstep(root),
+    "figstep-text": lambda root: vl.read_figstep(root, with_images=False),
+    "mmsafetybench": lambda root, variant="SD_TYPO": vl.read_mmsafetybench(root, variant),
+    "vlguard": lambda root, split="test", subset="unsafes": vl.read_vlguard(root, split, subset),
+    "mmvet": lambda root: vl.read_mmvet(root),
+    "advbench": lambda root: text.read_advbench(root),
+    "harmbench": lambda root: text.read_harmbench(root),
+    "jailbreakbench": lambda root: text.read_jailbreakbench(root),
+    "alpaca": lambda root: text.read_alpaca(root),
+    "csv": lambda path, column, label="1": text.read_csv_prompts(path, column, label=_label(label)),
+    "jsonl": lambda path, label=None: text.read_jsonl(path, label=None if label is None else _label(label)),
 }
 
 
@@ -58,15 +60,15 @@ def load_data(spec: str, *, image_size: int | None = None) -> list[Sample]:
         if not count.isdigit() or int(count) < 1:
             raise ValueError(f"the @N suffix of a data spec must be a positive count; got {count!r}")
         limit = int(count)
-    if spec in data.BUNDLED_SETS:
-        samples = data.load_bundled(spec, image_size=image_size)
+    if spec in BUNDLED_SETS:
+        samples = load_bundled(spec, image_size=image_size)
     else:
         kind, _, rest = spec.partition(":")
         if kind not in _READERS or not rest:
             known = ", ".join(sorted(_READERS))
             raise ValueError(
                 f"unknown data spec {spec!r}; write KIND:PATH[:OPTIONS] with KIND one of {known}, or a bundled "
-                f"set ({', '.join(data.BUNDLED_SETS)})"
+                f"set ({', '.join(BUNDLED_SETS)})"
             )
         parts = rest.split(":")
         path = Path(parts[0]).expanduser()
@@ -76,6 +78,6 @@ def load_data(spec: str, *, image_size: int | None = None) -> list[Sample]:
             samples = _READERS[kind](str(path), *parts[1:])
         except TypeError as exc:
             raise ValueError(
-                f"too many options in data spec {spec!r}; see sahs_lens.dataspec for the forms"
+                f"too many options in data spec {spec!r}; see sahs_lens.data.spec for the forms"
             ) from exc
     return samples[:limit] if limit else samples
