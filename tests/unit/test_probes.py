@@ -3,16 +3,18 @@ shot resolution, errors, and save/load of a sweep. Synthetic tensors only."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
@@ -20,12 +22,11 @@ from threadpoolctl import threadpool_limits
 from sahs_lens.head_activations import HeadActivations
 from sahs_lens.heads import Head
 from sahs_lens.probes import (
+    HeadProbes,
+    ProbeFit,
     ProbeSweep,
-    _auroc,
-    _f1,
     fit_head_probes,
     fit_probes,
-    predict_proba,
     probe_sweep,
     resolve_shots,
 )
@@ -191,7 +192,7 @@ def test_chunking_and_predict_proba() -> None:
     whole = fit_probes(X, y)
     chunked = fit_probes(X, y, chunk_size=3)
     torch.testing.assert_close(whole.weight, chunked.weight)
-    proba = predict_proba(whole, X)
+    proba = whole.predict_proba(X)
     assert proba.shape == (10, 50)
     torch.testing.assert_close(
         proba, torch.sigmoid(torch.einsum("pnd,pd->pn", X, whole.weight) + whole.bias[:, None])
@@ -212,19 +213,24 @@ def test_head_probes_shapes_and_agreement() -> None:
     torch.testing.assert_close(probes.weight.reshape(12, 8), direct.weight)
     expected = ((direct.predict(X[:, 40:]) == y[40:]).float().mean(1)).reshape(3, 4)
     torch.testing.assert_close(acc, expected)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        probes.C = 2.0  # type: ignore[misc]
 
 
-def test_batched_metrics_match_sklearn_with_ties() -> None:
-    g = torch.Generator().manual_seed(0)
-    scores = torch.randint(0, 5, (7, 30), generator=g).float()  # many ties
-    labels = (torch.rand(7, 30, generator=g) > 0.5).long()
-    labels[:, 0], labels[:, 1] = 0, 1
-    auc = _auroc(scores, labels)
-    f1 = _f1(scores - 2.0, labels)
-    for i in range(7):
-        assert float(auc[i]) == pytest.approx(roc_auc_score(labels[i].numpy(), scores[i].numpy()), abs=1e-6)
-        ref = f1_score(labels[i].numpy(), (scores[i] - 2.0 > 0).long().numpy(), zero_division=0)
-        assert float(f1[i]) == pytest.approx(ref, abs=1e-6)
+def test_a_probe_flags_a_margin_of_exactly_zero_as_malicious() -> None:
+    # the one threshold rule (sahs_lens.evaluation.metrics.flags): malicious when margin >= 0
+    fit = ProbeFit(
+        weight=torch.zeros(2, 3), bias=torch.tensor([0.0, -1e-6]), n_iter=torch.zeros(2, dtype=torch.long),
+        converged=torch.ones(2, dtype=torch.bool), grad_max=torch.zeros(2), C=1.0, tol=1e-6, space="primal",
+    )  # fmt: skip
+    assert fit.predict(torch.randn(4, 3)).tolist() == [[1, 1, 1, 1], [0, 0, 0, 0]]
+    acts = HeadActivations(z=torch.randn(6, 1, 1, 3), labels=torch.tensor([1, 1, 1, 1, 0, 0]))
+    probes = HeadProbes(
+        weight=torch.zeros(1, 1, 3), bias=torch.zeros(1, 1), converged=torch.ones(1, 1, dtype=torch.bool),
+        provenance=dict(acts.provenance),
+    )  # fmt: skip
+    assert float(probes.accuracy(acts)[0, 0]) == pytest.approx(4 / 6)  # every sample flagged
+    assert float(probes.auroc(acts)[0, 0]) == 0.5  # all margins tied
 
 
 # ---- ground truth: planted safety heads and a decoy --------------------------------------------------
@@ -272,8 +278,9 @@ def test_sweep_shapes_and_metrics(planted_sweep: ProbeSweep) -> None:
     assert planted_sweep.std("auroc", at="all").shape == (4, 8)
     assert [d.shape for d in planted_sweep.draws] == [(20, 2 * n) for n in (1, 2, 4, 8, 64)]
     assert planted_sweep.non_converged == [0] * 5
-    summary = planted_sweep.to_dict()
+    summary = planted_sweep.summary()
     assert summary["per_shot"][-1]["accuracy"]["best_head"] == str(DECOY)
+    assert json.loads(json.dumps(summary))["shots"] == [1, 2, 4, 8, 64]
 
 
 # ---- reproducibility ---------------------------------------------------------------------------------
@@ -401,26 +408,92 @@ def test_non_convergence_is_reported() -> None:
 # ---- disk -----------------------------------------------------------------------------------------------
 
 
-def test_save_load_round_trip(tmp_path: Path, planted_sweep: ProbeSweep) -> None:
+SWEEP_FIELDS = [f.name for f in dataclasses.fields(ProbeSweep)]
+
+
+def assert_same_sweep(back: ProbeSweep, sweep: ProbeSweep) -> None:
+    """Field by field: tensors with their dtype and shape (NaN where NaN), everything else by value and type."""
+    assert SWEEP_FIELDS[:3] == ["accuracy", "shots", "shot_specs"]  # the dataclass still has its fields
+    for name in SWEEP_FIELDS:
+        a, b = getattr(back, name), getattr(sweep, name)
+        pairs = list(zip(a, b, strict=True)) if name == "draws" else [(a, b)]
+        for x, y in pairs:
+            if isinstance(y, torch.Tensor):
+                assert isinstance(x, torch.Tensor) and (x.dtype, x.shape) == (y.dtype, y.shape), name
+                torch.testing.assert_close(x, y, rtol=0, atol=0, equal_nan=True, msg=name)
+            else:
+                assert x == y and type(x) is type(y), name
+    assert back == sweep
+
+
+@pytest.fixture(scope="module")
+def small_sweep() -> ProbeSweep:
+    """A sweep with the optional parts set the other way: accuracy only, a pool and a fixed test set."""
+    acts = planted_acts(n=60)
+    sweep = probe_sweep(acts, shots=[2, "10%"], repeats=3, test_idx=range(40, 60), metric="accuracy",
+                        progress=False)  # fmt: skip
+    nan = sweep.accuracy.clone()
+    nan[0, 0, 0, 0] = float("nan")
+    return dataclasses.replace(sweep, accuracy=nan)
+
+
+def test_to_dict_from_dict_round_trip(planted_sweep: ProbeSweep, small_sweep: ProbeSweep) -> None:
+    for sweep in (planted_sweep, small_sweep):
+        data = json.loads(json.dumps(sweep.to_dict()))  # JSON-ready, and nothing is lost on the way
+        assert_same_sweep(ProbeSweep.from_dict(data), sweep)
+    assert small_sweep.pool == list(range(40)) and small_sweep.auroc is None
+    assert small_sweep != planted_sweep
+    with pytest.raises(ValueError, match="not a sahs_lens probe sweep"):
+        ProbeSweep.from_dict({"format": "something else"})
+    with pytest.raises(ValueError, match=r"ProbeSweep.to_dict\(\)"):
+        ProbeSweep.from_dict(planted_sweep.summary())  # a digest, not the sweep
+    data = planted_sweep.to_dict()
+    del data["seed"]
+    with pytest.raises(ValueError, match="lacks seed"):
+        ProbeSweep.from_dict(data)
+
+
+def test_sweep_is_frozen(planted_sweep: ProbeSweep) -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        planted_sweep.seed = 3  # type: ignore[misc]
+    changed = dataclasses.replace(planted_sweep, seed=3)
+    assert changed.seed == 3 and planted_sweep.seed == 0 and changed != planted_sweep
+    settings = planted_sweep.to_dict()
+    settings["shots"].append(128)
+    settings["provenance"]["model_name"] = "changed"
+    assert (
+        planted_sweep.shots == [1, 2, 4, 8, 64] and planted_sweep.provenance["model_name"] == "planted-test"
+    )
+
+
+def test_save_load_round_trip(tmp_path: Path, planted_sweep: ProbeSweep, small_sweep: ProbeSweep) -> None:
     planted_sweep.save(tmp_path / "sweep")
     back = ProbeSweep.load(tmp_path / "sweep")
-    for metric in ("accuracy", "auroc", "f1"):
-        assert torch.equal(back.values(metric), planted_sweep.values(metric))
-    assert all(torch.equal(x, y) for x, y in zip(back.draws, planted_sweep.draws, strict=True))
-    for name in (
-        "shots",
-        "shot_specs",
-        "seed",
-        "C",
-        "standardize",
-        "provenance",
-        "pool",
-        "test_idx",
-        "non_converged",
-        "sample_ids",
-    ):
-        assert getattr(back, name) == getattr(planted_sweep, name), name
+    assert_same_sweep(back, planted_sweep)
     assert rank_heads(back, k=3, criterion="stable") == rank_heads(planted_sweep, k=3, criterion="stable")
     with pytest.raises(FileExistsError, match="overwrite=True"):
         planted_sweep.save(tmp_path / "sweep")
     assert not list((tmp_path / "sweep").glob("*.pkl")) and not list((tmp_path / "sweep").glob("*.pt"))
+    small_sweep.save(tmp_path / "sweep", overwrite=True)
+    assert_same_sweep(ProbeSweep.load(tmp_path / "sweep"), small_sweep)
+    meta = json.loads((tmp_path / "sweep" / "probe_sweep.json").read_text())
+    assert meta["summary"] == small_sweep.summary()["per_shot"]
+
+
+def test_load_checks_the_model(tmp_path: Path, planted_sweep: ProbeSweep) -> None:
+    identity = {"model_name": "tiny", "family": "llava", "checkpoint": "ab12", "template": "llava-hf",
+                "n_layers": 4, "n_heads": 8, "d_head": 16}  # fmt: skip
+
+    def model(**changes: object) -> SimpleNamespace:
+        return SimpleNamespace(cfg=SimpleNamespace(identity=lambda: {**identity, **changes}))
+
+    dataclasses.replace(planted_sweep, provenance=dict(identity)).save(tmp_path / "sweep")
+    back = ProbeSweep.load(tmp_path / "sweep", model=model())  # type: ignore[arg-type]
+    assert back.provenance == identity
+    ProbeSweep.load(tmp_path / "sweep", model=model(model_name="same weights, another path"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="this probe sweep does not fit this model: n_heads: 8 vs 16; run "
+                       "probe_sweep on activations of this model"):  # fmt: skip
+        ProbeSweep.load(tmp_path / "sweep", model=model(n_heads=16))  # type: ignore[arg-type]
+    planted_sweep.save(tmp_path / "unknown")  # provenance without the model's identity: fits no model
+    with pytest.raises(ValueError, match="family: <missing> vs 'llava'"):
+        ProbeSweep.load(tmp_path / "unknown", model=model())  # type: ignore[arg-type]

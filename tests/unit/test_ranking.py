@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -76,7 +77,7 @@ def test_ties_break_by_layer_then_head_and_nan_ranks_last() -> None:
 
 def test_rank_heads_on_auroc_and_errors() -> None:
     sweep = steady_and_swinging()
-    sweep.auroc = sweep.accuracy.clone()
+    sweep = dataclasses.replace(sweep, auroc=sweep.accuracy.clone())  # ProbeSweep is frozen
     assert rank_heads(sweep, k=1, metric="auroc")[0] == Head(1, 2)
     with pytest.raises(ValueError, match="k=7 but the sweep covers only 6 heads"):
         rank_heads(sweep, k=7)
