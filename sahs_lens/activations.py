@@ -5,17 +5,15 @@ wrote (before the output projection) at the last prompt position, the position w
 generated token. No generation is needed. Batches are left-padded, so the last column is every row's
 decision position.
 
-``collect_head_activations`` attaches one small hook per layer that copies only that column into a
-preallocated buffer (never the whole cache), and stops the forward pass right after the deepest layer it
-needs, so collection costs at most one forward pass. With ``out=`` results stream to disk as safetensors
+``collect_head_activations`` reads that column through ``sahs_lens.decision.DecisionReader`` (the same
+reader the guard uses): one small hook per layer keeps only the last column (never the whole cache), and
+the forward pass stops right after the deepest layer it needs, so collection costs at most one forward. With ``out=`` results stream to disk as safetensors
 shards; an interrupted run started again resumes after the last complete shard and ends with exactly the
 tensors an uninterrupted run gives.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +25,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from model_adapters import HookedVLM
+from model_adapters.hook_names import HOOK_Z
 from sahs_lens._version import __version__
+from sahs_lens.decision import POSITION_RULE, DecisionReader
 from sahs_lens.head_activations import (
     MANIFEST,
     HeadActivations,
@@ -36,8 +36,6 @@ from sahs_lens.head_activations import (
     write_manifest,
 )
 from sahs_lens.heads import HeadSet
-
-POSITION_RULE = "last_prompt_token"
 
 
 class SampleLike(Protocol):
@@ -55,10 +53,6 @@ class SampleLike(Protocol):
     def source(self) -> str: ...
 
 
-class _StopForward(Exception):
-    """Raised by the last needed hook: the rest of the forward pass is not needed."""
-
-
 def collection_provenance(
     model: HookedVLM, *, dtype: torch.dtype, heads: HeadSet | None, dataset: str | None
 ) -> dict[str, Any]:
@@ -67,7 +61,7 @@ def collection_provenance(
     prov.update(
         {
             "d_model": model.cfg.d_model,
-            "hook": "blocks.{layer}.attn.hook_z",
+            "hook": HOOK_Z,
             "position_rule": POSITION_RULE,
             "padding": "left",
             "dtype": str(dtype).replace("torch.", ""),
@@ -193,14 +187,14 @@ def collect_head_activations(
 
 
 class _LastPositionReader:
-    """Runs prefill forwards and copies ``hook_z[:, -1]`` of the needed layers into a buffer."""
+    """Runs prefill forwards through the ``DecisionReader`` and stacks the layers into ``[b, L, H, D]``."""
 
     def __init__(self, model: HookedVLM, heads: HeadSet | None, dtype: torch.dtype) -> None:
         self.model = model
         self.dtype = dtype
         cfg = model.cfg
-        self.layers = list(range(cfg.n_layers)) if heads is None else heads.layers
-        self.last_layer = max(self.layers)
+        layers = range(cfg.n_layers) if heads is None else heads.layers
+        self.reader = DecisionReader(layers, stop_after_last=True)
         self.keep: Tensor | None = None
         if heads is not None:
             keep = torch.zeros(cfg.n_layers, cfg.n_heads, dtype=torch.bool)
@@ -212,18 +206,8 @@ class _LastPositionReader:
         cfg = self.model.cfg
         batch = self.model.prepare([s.prompt for s in chunk], images=[s.image for s in chunk])
         buffer = torch.zeros(len(chunk), cfg.n_layers, cfg.n_heads, cfg.d_head, dtype=self.dtype)
-
-        def make_hook(layer: int):  # type: ignore[no-untyped-def]
-            def hook(z: Tensor, hook: Any) -> None:
-                buffer[:, layer] = z[:, -1].detach().to(device="cpu", dtype=self.dtype)
-                if layer == self.last_layer:
-                    raise _StopForward
-
-            return hook
-
-        fwd_hooks = [(f"blocks.{layer}.attn.hook_z", make_hook(layer)) for layer in self.layers]
-        with contextlib.suppress(_StopForward):
-            self.model.run_with_hooks(batch, fwd_hooks=fwd_hooks)
+        for layer, z in self.reader.read(self.model, batch).items():
+            buffer[:, layer] = z.detach().to(device="cpu", dtype=self.dtype)
         if self.keep is not None:
             buffer[:, ~self.keep] = 0
         return buffer
@@ -288,8 +272,3 @@ def _resume_point(directory: Path, provenance: dict[str, Any], ids: list[str], r
             break
         kept += 1
     return kept
-
-
-def describe(directory: str | Path) -> dict[str, Any]:
-    """The manifest of an activations directory (progress of an unfinished run, provenance)."""
-    return json.loads((Path(directory) / MANIFEST).read_text())  # type: ignore[no-any-return]

@@ -25,23 +25,17 @@ from jaxtyping import Float, Int
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from model_adapters.hook_names import HOOK_Z
+from model_adapters.identity import IDENTITY_FIELDS, check_identity
 from sahs_lens._version import __version__
+from sahs_lens.decision import POSITION_RULE
 from sahs_lens.heads import Head, HeadSet
 
 MANIFEST = "manifest.json"
 FORMAT = "sahs_lens.head_activations/1"
-# Provenance fields that must agree before features from one run can be used with a model or another run.
-IDENTITY_FIELDS = (
-    "model_name",
-    "checkpoint",
-    "family",
-    "n_layers",
-    "n_heads",
-    "d_head",
-    "template",
-    "hook",
-    "position_rule",
-)
+# Provenance fields that must agree before features from one run can be used with another run: the model's
+# identity (model_adapters.identity) and how the features were read.
+ARTIFACT_FIELDS = (*IDENTITY_FIELDS, "hook", "position_rule")
 
 
 @dataclass
@@ -99,8 +93,8 @@ class HeadActivations:
             "n_layers": self.n_layers,
             "n_heads": self.n_heads,
             "d_head": self.d_head,
-            "hook": "blocks.{layer}.attn.hook_z",
-            "position_rule": "last_prompt_token",
+            "hook": HOOK_Z,
+            "position_rule": POSITION_RULE,
         }
         prov.update(self.provenance)
         self.provenance = prov
@@ -184,24 +178,27 @@ class HeadActivations:
 
     # ---- provenance checks ---------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
-        return {k: self.provenance.get(k) for k in IDENTITY_FIELDS}
+        """The provenance fields compared before these features are used with a model or another run."""
+        return {k: self.provenance.get(k) for k in ARTIFACT_FIELDS}
 
     def check_compatible(
         self, other: HeadActivations | dict[str, Any], *, what: str = "these activations"
     ) -> None:
-        """Raise ``ValueError`` naming each identity field that differs (missing fields are not compared)."""
+        """Raise ``ValueError`` naming each identity field that differs; a missing field counts as differing.
+
+        ``other`` is another run's activations or an artifact's provenance (a probe's, a guard's): the
+        model identity (``model_adapters.IDENTITY_FIELDS``) is compared, and the hook and position rule too
+        when ``other`` records them.
+        """
         theirs = other.identity() if isinstance(other, HeadActivations) else other
-        mine = self.identity()
-        diffs = [
-            f"{k}: {mine[k]!r} vs {theirs.get(k)!r}"
-            for k in IDENTITY_FIELDS
-            if mine.get(k) is not None and theirs.get(k) is not None and mine[k] != theirs.get(k)
-        ]
-        if diffs:
-            raise ValueError(
-                f"{what} come from a different model or setup ({'; '.join(diffs)}); collect activations "
-                "again with the model you want to use"
-            )
+        fields = tuple(k for k in ARTIFACT_FIELDS if k in IDENTITY_FIELDS or k in theirs)
+        check_identity(
+            self.provenance,
+            theirs,
+            what=what,
+            fix="they come from a different model or setup: collect activations again with the model you want",
+            fields=fields,
+        )
 
     def check_finite(self) -> None:
         """Raise ``ValueError`` naming the samples whose features hold NaN or inf (e.g. fp16 overflow)."""
@@ -245,9 +242,45 @@ class HeadActivations:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path) -> HeadActivations:
-        """Read a directory written by ``save`` or by ``collect_head_activations(out=...)``."""
-        directory = Path(directory)
+    def load(cls, directory: str | Path, model: Any = None) -> HeadActivations:
+        """Read a directory written by ``save`` or by ``collect_head_activations(out=...)``.
+
+        With ``model=`` (a ``HookedVLM``), refuse activations that another model or setup produced.
+        """
+        acts = cls._read(Path(directory))
+        if model is not None:
+            acts.check_compatible(model.cfg.identity(), what=f"the activations in {directory}")
+        return acts
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, JSON-ready (``z`` and ``labels`` as nested lists); ``from_dict`` rebuilds it exactly."""
+        return {
+            "format": FORMAT,
+            "z": self.z.tolist(),
+            "z_dtype": str(self.z.dtype).replace("torch.", ""),
+            "labels": self.labels.tolist(),
+            "ids": list(self.ids),
+            "sources": list(self.sources),
+            "provenance": dict(self.provenance),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HeadActivations:
+        """Rebuild activations from ``to_dict`` output."""
+        if data.get("format") != FORMAT:
+            raise ValueError(
+                f"not sahs_lens head activations (format {data.get('format')!r}, expected {FORMAT!r})"
+            )
+        return cls(
+            z=torch.tensor(data["z"], dtype=getattr(torch, str(data["z_dtype"]))),
+            labels=torch.tensor(data["labels"], dtype=torch.long),
+            ids=list(data["ids"]),
+            sources=list(data["sources"]),
+            provenance=dict(data["provenance"]),
+        )
+
+    @classmethod
+    def _read(cls, directory: Path) -> HeadActivations:
         manifest = read_manifest(directory)
         if not manifest.get("complete", False):
             raise ValueError(

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
 
+from model_adapters.hook_names import hook_z_name
+
 _HEAD_PATTERN = re.compile(r"^\s*L(\d+)H(\d+)\s*$", re.IGNORECASE)
 
 
@@ -44,7 +46,7 @@ class Head:
     @property
     def hook_name(self) -> str:
         """The TransformerLens hook that carries this head's output, ``blocks.{layer}.attn.hook_z``."""
-        return f"blocks.{self.layer}.attn.hook_z"
+        return hook_z_name(self.layer)
 
     @classmethod
     def parse(cls, text: str) -> Head:
@@ -132,19 +134,53 @@ class HeadSet(Sequence[Head]):
         return [str(h) for h in self._heads]
 
     def to_dict(self) -> dict[str, Any]:
+        """``{"heads": ["L12H5", ...]}``; ``from_dict`` rebuilds the same set in the same order."""
         return {"heads": self.to_list()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HeadSet:
+        if not isinstance(data, dict) or not isinstance(data.get("heads"), list):
+            raise ValueError(
+                f'a head set is {{"heads": ["L12H5", ...]}}; got {type(data).__name__} {data!r:.80}'
+            )
         return cls(Head.parse(h) for h in data["heads"])
 
-    def save(self, path: str | Path) -> None:
-        """Write ``{"heads": ["L12H5", ...]}`` to a JSON file."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write ``{"heads": ["L12H5", ...]}`` to a ``.json`` file, or to ``heads.json`` in a directory.
+
+        Refuses to replace an existing file unless ``overwrite=True``; returns the file written.
+        """
+        file = _heads_file(path)
+        if file.exists() and not overwrite:
+            raise FileExistsError(f"{file} already exists; pass overwrite=True or choose another path")
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return file
 
     @classmethod
-    def load(cls, path: str | Path) -> HeadSet:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+    def load(cls, path: str | Path, model: Any = None) -> HeadSet:
+        """Read a file written by ``save`` (or a directory holding ``heads.json``).
+
+        With ``model=`` (a ``HookedVLM``), refuse heads that do not exist in that model.
+        """
+        file = _heads_file(path)
+        try:
+            data = json.loads(file.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no head set at {file}; write one with HeadSet.save") from None
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f'{file} is not a head set ({error}); expected JSON like {{"heads": ["L12H5"]}}'
+            ) from None
+        heads = cls.from_dict(data)
+        if model is not None:
+            heads.check_fits(model.cfg.n_layers, model.cfg.n_heads)
+        return heads
+
+
+def _heads_file(path: str | Path) -> Path:
+    path = Path(path)
+    return path if path.suffix == ".json" or (path.exists() and not path.is_dir()) else path / "heads.json"
 
 
 def _as_head(item: Head | tuple[int, int] | str) -> Head:

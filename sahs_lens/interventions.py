@@ -31,6 +31,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from model_adapters import HookedVLM, VLMInputs
+from model_adapters.hook_names import hook_z_name
 from sahs_lens.evaluation import Judge, RefusalJudge, reject_rate
 from sahs_lens.head_activations import HeadActivations
 from sahs_lens.heads import Head, HeadSet
@@ -118,9 +119,7 @@ def ablate_heads(
         elif mode == "resample":
             assert reference is not None
             value = reference.z[:, layer, index]  # [n_ref, k, d_head]
-        hooks.append(
-            (f"blocks.{layer}.attn.hook_z", _ablation_hook(index, mode, value, positions, generator))
-        )
+        hooks.append((hook_z_name(layer), _ablation_hook(index, mode, value, positions, generator)))
     with model.hooks(hooks):
         yield model
 
@@ -180,7 +179,7 @@ def patch_heads(
     hooks = []
     for layer, layer_heads in head_set.by_layer().items():
         index = torch.tensor(layer_heads)
-        hooks.append((f"blocks.{layer}.attn.hook_z", _patch_hook(index, z_source[:, layer, index])))
+        hooks.append((hook_z_name(layer), _patch_hook(index, z_source[:, layer, index])))
     with model.hooks(hooks):
         yield model
 

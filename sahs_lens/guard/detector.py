@@ -3,19 +3,15 @@
 The safety heads' outputs at the decision position already separate malicious from benign prompts; a single
 logistic regression on their concatenation (``k x d_head`` features; 4,096 for k = 32 heads of LLaVA-1.5-7B)
 turns them into a detector. Because those outputs are computed anyway by the prefill forward that produces
-the first token, scoring costs one dot product: the guard hooks the heads' ``hook_z``, scores every row before
-the first token is chosen, and applies a policy to the flagged rows:
+the first token, scoring costs one dot product: the guard reads the heads' ``hook_z`` during that prefill
+(``reading.py``), scores every row before the first token is chosen, and applies a policy to the flagged
+rows (``policies.py``: refuse, indicate, prefix). Unflagged rows produce exactly the tokens of unguarded
+generation.
 
-* ``"refuse"``: return a fixed refusal text and stop decoding that row;
-* ``"indicate"``: append an indicating prompt (a warning that the request may be harmful) and let the model
-  answer: this re-encodes the flagged rows only (the paper's defence);
-* ``"prefix"``: force a refusal prefix ("Sorry, answering this question will generate harmful content,
-  because") and let the model continue (the LVLM-LP defence).
-
-Unflagged rows produce exactly the tokens of unguarded generation. A guard is saved as safetensors + JSON
-with full provenance, and refuses to load onto a model whose family, shape, template or checkpoint differ.
-It can also guard plain Hugging Face ``generate`` (``guard.attach_hf``) through ``o_proj`` pre-hooks and a
-logits processor.
+A guard is a fitted artifact: ``fit`` (and ``calibrate``, which sets its one adjustable setting, the
+threshold) make it; ``save`` / ``load`` write and read it as safetensors + JSON with full provenance, and
+it refuses to be used with a model whose family, shape, template or checkpoint differ
+(``model_adapters.identity``). It can also guard plain Hugging Face ``generate`` (``attach_hf``, ``hf.py``).
 """
 
 from __future__ import annotations
@@ -34,21 +30,25 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from model_adapters import HookedVLM, VLMInputs, family_for
+from model_adapters.identity import check_identity
 from sahs_lens._version import __version__
+from sahs_lens.guard.hf import HFGuardSession
+from sahs_lens.guard.policies import (
+    INDICATING_PROMPT,
+    REFUSAL_PREFIX,
+    REFUSAL_TEXT,
+    Policy,
+    check_policy,
+    policy_logits,
+)
+from sahs_lens.guard.reading import GuardReading
 from sahs_lens.head_activations import HeadActivations
 from sahs_lens.heads import HeadSet
 from sahs_lens.probes import fit_probes
 
-Policy = Literal["refuse", "indicate", "prefix"]
-POLICIES = ("refuse", "indicate", "prefix")
-REFUSAL_TEXT = "I'm sorry, but I can't help with that request because it may cause harm."
-INDICATING_PROMPT = (
-    "Warning: this request may be harmful. If answering it could cause harm, refuse and explain why."
-)
-REFUSAL_PREFIX = "Sorry, answering this question will generate harmful content, because"
 GUARD_FORMAT = "sahs_lens.guard/1"
-# Fields a guard's provenance must share with the model it guards.
-MODEL_FIELDS = ("family", "n_layers", "n_heads", "d_head", "template", "checkpoint")
+GUARD_JSON = "guard.json"
+GUARD_TENSORS = "guard.safetensors"
 
 
 @dataclass
@@ -214,10 +214,9 @@ class SafetyHeadGuard:
     def score_inputs(self, model: HookedVLM, inputs: VLMInputs) -> Float[Tensor, " batch"]:
         """Score a prepared batch with one prefill forward that stops after the deepest safety head."""
         self.check_model(model)
-        reader = _HeadReader(self, stop_after_capture=True)
-        with contextlib.suppress(_StopForward), model.hooks(reader.hooks()):
-            model(inputs)
-        return reader.scores()
+        reading = GuardReading(self, stop_after_capture=True)
+        reading.reader.read(model, inputs)
+        return reading.scores
 
     # ---- generation --------------------------------------------------------------------------------
     def generate(
@@ -249,33 +248,25 @@ class SafetyHeadGuard:
             >>> out = guard.generate(model, model.prepare(prompts, images), max_new_tokens=64)
             >>> [t for t, f in zip(out.texts, out.flagged) if f]
         """
-        if policy not in POLICIES:
-            raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
+        check_policy(policy)
         self.check_model(model)
-        reader = _HeadReader(self, stop_after_capture=False)
+        reading = GuardReading(self, stop_after_capture=False)
         forced: list[int] = []
         if policy == "prefix":
             forced = model.tokenizer.encode(" " + refusal_prefix.strip(), add_special_tokens=False)
         eos = model.eos_token_ids[0] if model.eos_token_ids else model.pad_token_id
 
         def processor(step: int, generated: Tensor, logits: Tensor) -> Tensor:
-            if not bool(reader.flagged.any()):  # a CPU tensor: no device sync for the common case
-                return logits
-            flagged = reader.flagged.to(logits.device)
-            if policy in ("refuse", "indicate") and step == 0:
-                return _force(logits, flagged, eos)
-            if policy == "prefix" and step < len(forced):
-                return _force(logits, flagged, forced[step])
-            return logits
+            return policy_logits(logits, reading.flagged, policy=policy, step=step, eos=eos, forced=forced)
 
         result = model.generate_tokens(
             inputs,
             max_new_tokens,
-            prefill_hooks=reader.hooks(),
+            prefill_hooks=reading.hooks(),
             logits_processor=processor,
             **generate_kwargs,
         )
-        flagged = reader.flagged.tolist()
+        flagged = reading.flagged.tolist()
         texts = list(result.texts)
         if policy == "refuse":
             texts = [refusal_text if f else t for t, f in zip(texts, flagged, strict=True)]
@@ -288,7 +279,7 @@ class SafetyHeadGuard:
             again = model.generate(warned, max_new_tokens, **generate_kwargs)
             for i, text in zip(rows, again, strict=True):
                 texts[i] = text
-        return GuardedGeneration(texts=texts, flagged=flagged, scores=reader.scores().tolist(), policy=policy)
+        return GuardedGeneration(texts=texts, flagged=flagged, scores=reading.scores.tolist(), policy=policy)
 
     @contextlib.contextmanager
     def attach_hf(
@@ -304,7 +295,8 @@ class SafetyHeadGuard:
         """
         architectures = list(getattr(hf_model.config, "architectures", None) or [])
         family = family_for(architectures[0] if architectures else type(hf_model).__name__)
-        session = HFGuardSession(self, policy, tokenizer, hf_model)
+        n_heads = self.provenance.get("n_heads")
+        session = HFGuardSession(self, policy, tokenizer, hf_model, int(n_heads) if n_heads else None)
         attention = family.attention_layers(hf_model)
         o_projs: list[nn.Module] = [attention[layer].o_proj for layer in self.heads.layers]  # type: ignore[misc]
         handles = [
@@ -320,36 +312,37 @@ class SafetyHeadGuard:
     # ---- provenance --------------------------------------------------------------------------------
     def check_model(self, model: HookedVLM) -> None:
         """Raise ``ValueError`` naming every field in which ``model`` differs from the guard's training model."""
-        mine = {k: self.provenance.get(k) for k in MODEL_FIELDS}
-        theirs = model.cfg.identity()
-        diffs = [
-            f"{k}: guard {mine[k]!r} vs model {theirs.get(k)!r}"
-            for k in MODEL_FIELDS
-            if mine[k] is not None and mine[k] != theirs.get(k)
-        ]
-        if diffs:
-            raise ValueError(
-                f"this guard was fitted on another model or setup ({'; '.join(diffs)}); fit a guard on "
-                "activations of this model"
-            )
+        check_identity(
+            self.provenance,
+            model.cfg.identity(),
+            what="this guard",
+            fix="it was fitted on another model or setup: fit a guard on activations of this model",
+        )
         self.heads.check_fits(model.cfg.n_layers, model.cfg.n_heads)
 
     def check_activations(self, acts: HeadActivations) -> None:
-        acts.check_compatible(
-            {k: self.provenance.get(k) for k in ("model_name", *MODEL_FIELDS)}, what="these activations"
-        )
+        """Raise ``ValueError`` unless ``acts`` come from the guard's model, setup and head shape."""
+        acts.check_compatible(self.provenance, what="these activations")
         if acts.d_head != self.d_head:
             raise ValueError(f"activations have d_head {acts.d_head} but the guard expects {self.d_head}")
         self.heads.check_fits(acts.n_layers, acts.n_heads)
 
-    # ---- disk --------------------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write ``guard.safetensors`` (weights) and ``guard.json`` (heads, threshold, provenance)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tensors = {"weight": self.weight.contiguous(), "bias": torch.tensor([self.bias], dtype=torch.float64)}
-        save_file(tensors, str(directory / "guard.safetensors"))
-        meta = {
+    # ---- artifact ----------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Everything the guard is, JSON-ready (weights as a list); ``from_dict`` rebuilds it exactly."""
+        return {
+            **self._meta(),
+            "weight": self.weight.tolist(),
+            "bias": self.bias,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SafetyHeadGuard:
+        """Rebuild a guard from ``to_dict`` output."""
+        return cls._from_meta(data, torch.tensor(data["weight"], dtype=torch.float32), float(data["bias"]))
+
+    def _meta(self) -> dict[str, Any]:
+        return {
             "format": GUARD_FORMAT,
             "package_version": __version__,
             "heads": self.heads.to_list(),
@@ -358,152 +351,53 @@ class SafetyHeadGuard:
             "provenance": self.provenance,
             "training": self.training,
         }
-        (directory / "guard.json").write_text(json.dumps(meta, indent=2) + "\n")
-        return directory
 
     @classmethod
-    def load(cls, directory: str | Path, model: HookedVLM | None = None) -> SafetyHeadGuard:
-        """Read a saved guard; with ``model=`` refuse it unless it fits that model."""
-        directory = Path(directory)
-        if not (directory / "guard.json").exists():
-            raise FileNotFoundError(
-                f"no guard.json in {directory}; is this a directory written by guard.save?"
-            )
-        meta = json.loads((directory / "guard.json").read_text())
+    def _from_meta(cls, meta: dict[str, Any], weight: Tensor, bias: float) -> SafetyHeadGuard:
         if meta.get("format") != GUARD_FORMAT:
             raise ValueError(
-                f"{directory / 'guard.json'} is not a sahs_lens guard (format {meta.get('format')!r})"
+                f"not a sahs_lens guard (format {meta.get('format')!r}, expected {GUARD_FORMAT!r})"
             )
-        tensors = load_file(str(directory / "guard.safetensors"))
-        guard = cls(
+        return cls(
             HeadSet.from_dict(meta),
-            tensors["weight"],
-            float(tensors["bias"].item()),
+            weight,
+            bias,
             d_head=int(meta["d_head"]),
             threshold=float(meta["threshold"]),
             provenance=meta["provenance"],
             training=meta["training"],
         )
+
+    def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
+        """Write ``guard.safetensors`` (weights) and ``guard.json`` (heads, threshold, provenance).
+
+        Refuses to replace a guard already saved in ``directory`` unless ``overwrite=True``.
+        """
+        directory = Path(directory)
+        if (directory / GUARD_JSON).exists() and not overwrite:
+            raise FileExistsError(
+                f"{directory} already holds a guard; pass overwrite=True or choose another directory"
+            )
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {"weight": self.weight.contiguous(), "bias": torch.tensor([self.bias], dtype=torch.float64)}
+        save_file(tensors, str(directory / GUARD_TENSORS))
+        (directory / GUARD_JSON).write_text(json.dumps(self._meta(), indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, model: HookedVLM | None = None) -> SafetyHeadGuard:
+        """Read a saved guard (safetensors + JSON: no code runs); with ``model=`` refuse it unless it fits."""
+        directory = Path(directory)
+        if not (directory / GUARD_JSON).exists():
+            raise FileNotFoundError(
+                f"no {GUARD_JSON} in {directory}; is this a directory written by guard.save?"
+            )
+        meta = json.loads((directory / GUARD_JSON).read_text())
+        if not isinstance(meta, dict) or meta.get("format") != GUARD_FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise ValueError(f"{directory / GUARD_JSON} is not a sahs_lens guard (format {found!r})")
+        tensors = load_file(str(directory / GUARD_TENSORS))
+        guard = cls._from_meta(meta, tensors["weight"], float(tensors["bias"].item()))
         if model is not None:
             guard.check_model(model)
         return guard
-
-
-class _StopForward(Exception):
-    pass
-
-
-def _force(logits: Tensor, rows: Tensor, token: int) -> Tensor:
-    """Make ``token`` the only choice for ``rows``."""
-    forced = torch.full_like(logits[0], float("-inf"))
-    forced[token] = 0.0
-    return torch.where(rows[:, None], forced, logits)
-
-
-class _HeadReader:
-    """``hook_z`` hooks that copy the safety heads' decision-position outputs at prefill and score them."""
-
-    def __init__(self, guard: SafetyHeadGuard, *, stop_after_capture: bool) -> None:
-        self.guard = guard
-        self.by_layer = guard.heads.by_layer()
-        self.last_layer = max(self.by_layer)
-        self.stop = stop_after_capture
-        self.parts: dict[int, Tensor] = {}
-        self.flagged = torch.zeros(0, dtype=torch.bool)
-        self._scores = torch.zeros(0)
-
-    def hooks(self) -> list[tuple[str, Any]]:
-        return [(f"blocks.{layer}.attn.hook_z", self._hook(layer)) for layer in self.by_layer]
-
-    def _hook(self, layer: int) -> Any:
-        index = torch.tensor(self.by_layer[layer])
-
-        def hook(z: Tensor, hook: Any) -> None:
-            if z.shape[1] == 1 and self.parts.get(layer) is not None:
-                return None  # a decoding step: the prefill was scored already
-            self.parts[layer] = z[:, -1, index.to(z.device)]
-            if layer == self.last_layer:
-                self._score()
-                if self.stop:
-                    raise _StopForward
-            return None
-
-        return hook
-
-    def _score(self) -> None:
-        # concatenate in the guard's head order
-        position = {layer: 0 for layer in self.by_layer}
-        columns = []
-        for head in self.guard.heads:
-            columns.append(self.parts[head.layer][:, position[head.layer]])
-            position[head.layer] += 1
-        x = torch.stack(columns, dim=1).reshape(columns[0].shape[0], -1)
-        self._scores = self.guard.score_features(x).cpu()
-        self.flagged = self._scores >= self.guard.threshold
-
-    def scores(self) -> Tensor:
-        return self._scores
-
-
-class HFGuardSession:
-    """State of a guard attached to a Hugging Face model: ``flagged`` and ``scores`` of the last prefill."""
-
-    def __init__(self, guard: SafetyHeadGuard, policy: str, tokenizer: Any, hf_model: nn.Module) -> None:
-        if policy not in ("refuse", "prefix"):
-            raise ValueError(f"policy for Hugging Face generate must be 'refuse' or 'prefix'; got {policy!r}")
-        self.guard = guard
-        self.policy = policy
-        self.reader = _HeadReader(guard, stop_after_capture=False)
-        gen = getattr(hf_model, "generation_config", None)
-        eos = getattr(gen, "eos_token_id", None)
-        self.eos = eos if isinstance(eos, int) else (eos[0] if eos else 0)
-        self.forced: list[int] = []
-        if policy == "prefix":
-            if tokenizer is None:
-                raise ValueError("policy='prefix' needs tokenizer= to encode the refusal prefix")
-            self.forced = tokenizer.encode(" " + REFUSAL_PREFIX, add_special_tokens=False)
-        self._prompt_length: int | None = None
-        self.logits_processor = _HFLogitsProcessor(self)
-
-    def pre_hook(self, layer: int) -> Any:
-        hook = self.reader._hook(layer)
-        n_heads = self.guard.provenance.get("n_heads")
-
-        def pre(_module: nn.Module, args: tuple[Tensor, ...]) -> None:
-            x = args[0]
-            heads = int(n_heads) if n_heads else x.shape[-1] // self.guard.d_head
-            if x.shape[1] > 1:  # a new prefill: forget the last call's state
-                self.reader.parts.pop(layer, None)
-                self.logits_processor.start = None
-            hook(x.reshape(x.shape[0], x.shape[1], heads, self.guard.d_head), None)
-
-        return pre
-
-    @property
-    def flagged(self) -> list[bool]:
-        return self.reader.flagged.tolist()  # type: ignore[no-any-return]
-
-    @property
-    def scores(self) -> list[float]:
-        return self.reader.scores().tolist()  # type: ignore[no-any-return]
-
-
-class _HFLogitsProcessor:
-    """A transformers-compatible logits processor (``__call__(input_ids, scores)``) applying the policy."""
-
-    def __init__(self, session: HFGuardSession) -> None:
-        self.session = session
-        self.start: int | None = None
-
-    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
-        if self.start is None or input_ids.shape[1] < self.start:
-            self.start = input_ids.shape[1]
-        step = input_ids.shape[1] - self.start
-        if not bool(self.session.reader.flagged.any()):  # a CPU tensor: no device sync for the common case
-            return scores
-        flagged = self.session.reader.flagged.to(scores.device)
-        if self.session.policy == "refuse" and step == 0:
-            return _force(scores, flagged, self.session.eos)
-        if self.session.policy == "prefix" and step < len(self.session.forced):
-            return _force(scores, flagged, self.session.forced[step])
-        return scores

@@ -1,0 +1,84 @@
+"""Guarding plain Hugging Face ``generate``: ``o_proj`` pre-hooks read the heads, a logits processor acts.
+
+``SafetyHeadGuard.attach_hf`` needs no TransformerLens at all: the input of each language-model attention
+layer's output projection *is* ``hook_z`` (``[batch, pos, n_heads * d_head]``, reshaped to heads), so a
+forward pre-hook on ``o_proj`` reads the decision position during Hugging Face's own prefill, and a
+transformers-compatible logits processor applies the policy (``refuse`` or ``prefix``) to flagged rows.
+Inputs must be left-padded, so that the last column is every row's decision position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import Tensor, nn
+
+from sahs_lens.guard.policies import REFUSAL_PREFIX, check_policy, policy_logits
+from sahs_lens.guard.reading import GuardReading, HeadScorer
+
+
+class HFGuardSession:
+    """State of a guard attached to a Hugging Face model: ``flagged`` and ``scores`` of the last prefill."""
+
+    def __init__(
+        self, guard: HeadScorer, policy: str, tokenizer: Any, hf_model: nn.Module, n_heads: int | None
+    ) -> None:
+        check_policy(policy, ("refuse", "prefix"))
+        self.guard = guard
+        self.policy = policy
+        self.n_heads = n_heads
+        self.reading = GuardReading(guard, stop_after_capture=False)
+        gen = getattr(hf_model, "generation_config", None)
+        eos = getattr(gen, "eos_token_id", None)
+        self.eos = eos if isinstance(eos, int) else (eos[0] if eos else 0)
+        self.forced: list[int] = []
+        if policy == "prefix":
+            if tokenizer is None:
+                raise ValueError("policy='prefix' needs tokenizer= to encode the refusal prefix")
+            self.forced = tokenizer.encode(" " + REFUSAL_PREFIX, add_special_tokens=False)
+        self.logits_processor = _HFLogitsProcessor(self)
+
+    def pre_hook(self, layer: int) -> Callable[[nn.Module, tuple[Tensor, ...]], None]:
+        """A forward pre-hook for layer ``layer`` 's ``o_proj``: its input, reshaped to heads, is ``hook_z``."""
+        hook = self.reading.hook_fn(layer)
+        d_head = self.guard.d_head
+
+        def pre(_module: nn.Module, args: tuple[Tensor, ...]) -> None:
+            x = args[0]
+            heads = self.n_heads or x.shape[-1] // d_head
+            if x.shape[1] > 1:  # a new prefill: forget the last call's state
+                self.reading.reader.forget(layer)
+                self.logits_processor.start = None
+            hook(x.reshape(x.shape[0], x.shape[1], heads, d_head))
+
+        return pre
+
+    @property
+    def flagged(self) -> list[bool]:
+        return self.reading.flagged.tolist()  # type: ignore[no-any-return]
+
+    @property
+    def scores(self) -> list[float]:
+        return self.reading.scores.tolist()  # type: ignore[no-any-return]
+
+
+class _HFLogitsProcessor:
+    """A transformers-compatible logits processor (``__call__(input_ids, scores)``) applying the policy."""
+
+    def __init__(self, session: HFGuardSession) -> None:
+        self.session = session
+        self.start: int | None = None
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        if self.start is None or input_ids.shape[1] < self.start:
+            self.start = input_ids.shape[1]
+        session = self.session
+        return policy_logits(
+            scores,
+            session.reading.flagged,
+            policy=session.policy,
+            step=input_ids.shape[1] - self.start,
+            eos=session.eos,
+            forced=session.forced,
+        )
