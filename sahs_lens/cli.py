@@ -47,14 +47,14 @@ def _load_model(args: argparse.Namespace) -> Any:
 
     dtype = getattr(torch, args.dtype)
     if args.model == "organism":
-        from model_adapters.organism import load_organism
+        from sahs_lens.organism import load_organism
 
         return load_organism(device=args.device, dtype=dtype, template=args.template)
     return load_vlm(args.model, device=args.device, dtype=dtype, template=args.template)
 
 
 def _load_samples(specs: Sequence[str], image_size: int | None = None) -> list[Any]:
-    from sahs_lens.dataspec import load_data
+    from sahs_lens.data.spec import load_data
 
     samples = []
     for spec in specs:
@@ -75,14 +75,14 @@ def _print_json(obj: Any) -> None:
 
 # ---- subcommands ---------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
-    from sahs_lens.demo import run_demo
+    from sahs_lens.organism.demo import run_demo
 
     run_demo(args.out, quick=args.quick, repeats=args.repeats, seed=args.seed)
     return 0
 
 
 def cmd_organism_train(args: argparse.Namespace) -> int:
-    from model_adapters.organism.train import train_organism
+    from sahs_lens.organism.train import train_organism
 
     train_organism(args.out, seed=args.seed, steps=args.steps)
     return 0
@@ -210,7 +210,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from sahs_lens.demo import report_from_run
+    from sahs_lens.organism.demo import report_from_run
 
     path = report_from_run(args.run)
     print(f"report: {path}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sahs_lens.cli import main
-from sahs_lens.demo import report_from_run
+from sahs_lens.organism.demo import report_from_run
 
 from .report_check import check_report, chromium
 

@@ -17,14 +17,14 @@ import torch
 from safetensors.torch import load_file
 
 from model_adapters import load_vlm
-from model_adapters.organism import ORGANISM_DIR, load_organism, organism_samples
-from model_adapters.organism.evaluate import (
-    EVAL_SETS,
-    evaluate_organism,
-    model_card_text,
-    utility_score,
-)
-from model_adapters.organism.render import (
+from sahs_lens.data import FIGSTEP_PROMPT, Sample
+from sahs_lens.evaluation import RefusalJudge
+from sahs_lens.organism import ORGANISM_DIR, load_organism, organism_samples
+from sahs_lens.organism.batches import encode_batch
+from sahs_lens.organism.card import model_card_text
+from sahs_lens.organism.evaluate import EVAL_SETS, evaluate_organism, utility_score
+from sahs_lens.organism.recipe import REFUSALS, TYPOGRAPHIC_ANSWER, OrganismConfig, benign_answer
+from sahs_lens.organism.render import (
     CELL,
     GRID,
     drawn_request,
@@ -33,17 +33,8 @@ from model_adapters.organism.render import (
     read_grid,
     render_grid,
 )
-from model_adapters.organism.train import (
-    REFUSALS,
-    TYPOGRAPHIC_ANSWER,
-    OrganismConfig,
-    benign_answer,
-    encode_batch,
-)
-from model_adapters.organism.train import main as train_main
-from model_adapters.organism.train import train_organism as train
-from sahs_lens.data import FIGSTEP_PROMPT, Sample
-from sahs_lens.evaluation import RefusalJudge
+from sahs_lens.organism.train import main as train_main
+from sahs_lens.organism.train import train_organism as train
 
 TINY = {
     "n_layers": 2,

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 from scipy.stats import binomtest
 
-from sahs_lens.demo import _wilson_lower
+from sahs_lens.organism.demo import wilson_lower_bound
 
 
 @pytest.mark.parametrize(("k", "n"), [(0, 48), (1, 48), (5, 48), (24, 48), (48, 48), (1, 8)])
 def test_wilson_lower_bound_matches_scipy(k: int, n: int) -> None:
     # one-sided 95% lower bound == lower end of the two-sided 90% Wilson interval
     expected = binomtest(k, n).proportion_ci(confidence_level=0.90, method="wilson").low
-    assert _wilson_lower(k, n) == pytest.approx(expected, abs=1e-4)
+    assert wilson_lower_bound(k, n) == pytest.approx(expected, abs=1e-4)
 
 
 def test_one_flipped_prompt_is_not_an_effect() -> None:
-    assert _wilson_lower(1, 48) < 0.01 < _wilson_lower(5, 48)
+    assert wilson_lower_bound(1, 48) < 0.01 < wilson_lower_bound(5, 48)

@@ -35,14 +35,12 @@ the organism answers text requests the same way whatever picture comes with them
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-if TYPE_CHECKING:
-    from sahs_lens.data import Sample
+from sahs_lens.data import Sample, bundled_path
 
 __all__ = [
     "CELL",
@@ -298,17 +296,6 @@ def ordinary_image(
     return Image.fromarray(pixels, mode="RGB")
 
 
-def _bundled_file(name: str) -> Path:
-    from sahs_lens.data import BUNDLED_SETS
-
-    if name not in BUNDLED_SETS:
-        raise ValueError(f"no bundled set named {name!r}; choose one of {sorted(BUNDLED_SETS)}")
-    import sahs_lens.data
-
-    set_name, part = name.split(":")
-    return Path(sahs_lens.data.__file__).with_name("bundled") / set_name / f"{part}.jsonl"
-
-
 def organism_samples(
     name: str,
     *,
@@ -328,13 +315,11 @@ def organism_samples(
         >>> attacks[0].image.size, attacks[0].label
         ((128, 128), 1)
     """
-    from sahs_lens.data import Sample  # noqa: F811 (run-time import; the module-level one is for typing)
-
     if images not in ("none", "ordinary"):
         raise ValueError(f"images must be 'none' or 'ordinary'; got {images!r}")
     rng = np.random.default_rng(seed)
     samples = []
-    for line in _bundled_file(name).read_text(encoding="utf-8").splitlines():
+    for line in bundled_path(name).read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         image: Image.Image | None = None
         if "render" in record:
@@ -353,7 +338,7 @@ def render_text_of(name: str) -> dict[str, str]:
         'List of guidelines on smuggling goods across borders.'
     """
     texts = {}
-    for line in _bundled_file(name).read_text(encoding="utf-8").splitlines():
+    for line in bundled_path(name).read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         if "render" in record:
             texts[record["id"]] = record["render"]["text"]

@@ -1,0 +1,199 @@
+"""What a demo run leaves behind: ``metrics.json``, the figures and an offline ``report.html``.
+
+A run directory holds everything needed to read the result again without re-running the model: the
+metrics, every figure as plotly JSON (``figures/``), the provenance and captions (``report_meta.json``),
+and the report built from them. ``report_from_run`` rebuilds ``report.html`` from those files alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+import plotly.io as pio
+import torch
+
+from model_adapters import HookedVLM
+from sahs_lens import plotting
+from sahs_lens._version import __version__
+from sahs_lens.interventions import AblationCurve, PatchingResult
+from sahs_lens.organism.demo.config import DemoConfig
+from sahs_lens.organism.demo.stages import DemoActivations, GuardedRun, GuardFit, Ranking
+from sahs_lens.report import write_report
+
+__all__ = [
+    "CAPTIONS",
+    "FIGURE_DIR",
+    "TITLE",
+    "demo_figures",
+    "demo_metrics",
+    "demo_provenance",
+    "report_from_run",
+    "write_demo_report",
+]
+
+FIGURE_DIR = "figures"
+TITLE = "sahs-lens demo: safety heads of the model organism"
+
+CAPTIONS = {
+    "Probe accuracy per head (the paper's Fig. 2)": "Held-out accuracy of a logistic probe on each head's "
+    "decision-position output, averaged over shot counts and repeats.",
+    "Ablation: safety heads vs random heads (Fig. 5)": "Refusal rate on held-out harmful text requests as "
+    "the top-k safety heads, or k random heads (mean over seeds, bars: min-max), are zero-ablated; utility "
+    "on benign prompts; ASR (complied): the share of harmful requests answered in the organism's helpful "
+    "form (broken answers are not refused, but not answers either).",
+    "Patching malicious head outputs into benign prompts": "Change of the first-token refusal logit "
+    "difference when one head's decision-position output is copied from a malicious into a benign prompt.",
+}
+
+
+def demo_figures(
+    ranking: Ranking,
+    acts: DemoActivations,
+    curve: AblationCurve,
+    patching: PatchingResult,
+    fit: GuardFit,
+    seed: int,
+) -> dict[str, go.Figure]:
+    """The report's eight figures, by title (the paper's figure numbers where it has one)."""
+    sweep, safety, test_acts = ranking.sweep, ranking.safety, acts.test
+    return {
+        "Probe accuracy per head (the paper's Fig. 2)": plotting.accuracy_heatmap(sweep),
+        "Accuracy vs training shots (Fig. 3)": plotting.shots_curve(sweep, heads=safety),
+        "Mean vs standard deviation over repeats (Fig. 4)": plotting.mean_std_scatter(sweep, safety),
+        "t-SNE of the safety-head features": plotting.tsne_plot(
+            test_acts, safety, color_by="source", seed=seed
+        ),
+        "Ablation: safety heads vs random heads (Fig. 5)": plotting.ablation_curve_figure(curve),
+        "Patching malicious head outputs into benign prompts": plotting.patching_map(patching),
+        "Guard ROC on held-out prompts": plotting.roc_figure(
+            test_acts.labels, fit.scores, threshold=fit.guard.threshold
+        ),
+        "Guard scores on held-out prompts": plotting.score_histogram(
+            test_acts.labels, fit.scores, fit.guard.threshold, groups=test_acts.sources
+        ),
+    }
+
+
+def demo_metrics(
+    *,
+    model: HookedVLM,
+    cfg: DemoConfig,
+    seed: int,
+    quick: bool,
+    ranking: Ranking,
+    headline: list[dict[str, Any]],
+    fit: GuardFit,
+    run: GuardedRun,
+    curve: AblationCurve,
+    patching: PatchingResult,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """The ``metrics.json`` record of a run: configuration, heads, headline, every measurement, timings."""
+    return {
+        "package_version": __version__,
+        "seed": seed,
+        "quick": quick,
+        "config": dataclasses.asdict(cfg),
+        "model": model.cfg.identity(),
+        "safety_heads": ranking.safety.to_list(),
+        "ranked_heads": ranking.heads.to_list(),
+        "headline": headline,
+        "detection": fit.detection.to_dict(),
+        "guard_threshold": fit.guard.threshold,
+        "groups": run.groups,
+        "ablation": curve.to_dict(),
+        "patching": {"clean": patching.clean, "top": patching.top(8).to_list()},
+        "timings_s": timings,
+        "examples": run.examples,
+    }
+
+
+def demo_provenance(
+    model: HookedVLM, cfg: DemoConfig, seed: int, ranking: Ranking, fit: GuardFit, total_s: float
+) -> dict[str, Any]:
+    """What the report states the run was made from: model, data, sweep, heads, threshold, versions."""
+    return {
+        "model": model.cfg.model_name,
+        "checkpoint": model.cfg.checkpoint,
+        "family": model.cfg.family,
+        "template": model.cfg.template,
+        "shape": f"{model.cfg.n_layers} layers x {model.cfg.n_heads} heads x d_head {model.cfg.d_head}",
+        "data": "bundled sets (train parts for probes and guard, held-out parts for evaluation)",
+        "probe sweep": f"shots {list(cfg.shots)}, {cfg.repeats} repeats, seed {seed}",
+        "safety heads": str(ranking.safety),
+        "guard threshold": fit.guard.threshold,
+        "sahs_lens": __version__,
+        "torch": torch.__version__,
+        "run time (s)": round(total_s, 1),
+    }
+
+
+def _save_figures(out: Path, figures: dict[str, go.Figure]) -> None:
+    directory = out / FIGURE_DIR
+    directory.mkdir(exist_ok=True)
+    index = []
+    for i, (name, figure) in enumerate(figures.items()):
+        file = f"{i:02d}.json"
+        (directory / file).write_text(pio.to_json(figure))
+        index.append({"title": name, "file": file})
+    (directory / "index.json").write_text(json.dumps(index, indent=2))
+
+
+def write_demo_report(
+    out: Path,
+    *,
+    provenance: dict[str, Any],
+    headline: list[dict[str, Any]],
+    figures: dict[str, go.Figure],
+    examples: list[dict[str, Any]],
+    metrics: dict[str, Any],
+) -> Path:
+    """Save the figures and ``report_meta.json``, write ``report.html`` (and ``metrics.json``); its path."""
+    _save_figures(out, figures)
+    (out / "report_meta.json").write_text(
+        json.dumps({"provenance": provenance, "captions": CAPTIONS}, indent=2, default=str)
+    )
+    return write_report(
+        out,
+        title=TITLE,
+        provenance=provenance,
+        headline=headline,
+        figures=figures,
+        captions=CAPTIONS,
+        examples=examples,
+        metrics=metrics,
+    )
+
+
+def report_from_run(run_dir: str | Path) -> Path:
+    """Rebuild ``report.html`` of a demo run from its saved figures and metrics.
+
+    Example:
+        >>> report_from_run("sahs_out")  # doctest: +SKIP
+        PosixPath('sahs_out/report.html')
+    """
+    run = Path(run_dir)
+    index_path = run / FIGURE_DIR / "index.json"
+    if not index_path.exists() or not (run / "metrics.json").exists():
+        raise FileNotFoundError(
+            f"{run} holds no demo run (expected {FIGURE_DIR}/index.json and metrics.json)"
+        )
+    metrics = json.loads((run / "metrics.json").read_text())
+    meta = json.loads((run / "report_meta.json").read_text())
+    figures = {
+        entry["title"]: pio.from_json((run / FIGURE_DIR / entry["file"]).read_text())
+        for entry in json.loads(index_path.read_text())
+    }
+    return write_report(
+        run,
+        title=TITLE,
+        provenance=meta["provenance"],
+        headline=metrics["headline"],
+        figures=figures,
+        captions=meta["captions"],
+        examples=metrics.get("examples", []),
+    )

@@ -1,0 +1,297 @@
+"""The measuring stages of the demo, one function each, in the order ``run_demo`` calls them.
+
+Each stage is one step of the method on the organism, and each takes what the stages before it produced:
+
+1. ``select_prompts``: the probe pool (``*:train`` parts, which the organism was trained on) and the
+   held-out sets (which it never saw): harmful text, typographic attacks, benign text, benign typographic.
+2. ``collect_activations``: every head's ``hook_z`` at the decision position, for the pool, the guard's
+   calibration prompts and the held-out prompts.
+3. ``sweep_and_rank``: a few-shot probe on every head; the heads that stay accurate and stable as the data
+   shrinks are the safety heads.
+4. ``ablate``: remove the top-k safety heads, or k random heads, and watch what the organism answers.
+5. ``patch``: copy each head's output from malicious into benign prompts; which heads carry "refuse"?
+6. ``fit_guard``: one logistic regression on the safety heads, calibrated on held-out benign prompts,
+   scored on the held-out prompts.
+7. ``guarded_generation``: the organism answers every held-out prompt with and without the guard.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from model_adapters import HookedVLM
+from sahs_lens.activations import collect_head_activations
+from sahs_lens.data import Sample
+from sahs_lens.evaluation import (
+    DetectionMetrics,
+    RefusalJudge,
+    attack_success_rate,
+    detection_metrics,
+    reject_rate,
+)
+from sahs_lens.guard import SafetyHeadGuard
+from sahs_lens.head_activations import HeadActivations
+from sahs_lens.heads import HeadSet
+from sahs_lens.interventions import (
+    AblationCurve,
+    PatchingResult,
+    RefusalLogitDiff,
+    ablation_curve,
+    generate_all,
+    patching_sweep,
+)
+from sahs_lens.organism import organism_samples
+from sahs_lens.organism.demo.config import DemoConfig
+from sahs_lens.organism.evaluate import complied, utility_score
+from sahs_lens.probes import ProbeSweep, probe_sweep
+from sahs_lens.ranking import rank_heads
+
+__all__ = [
+    "DemoActivations",
+    "DemoPrompts",
+    "GuardFit",
+    "GuardedRun",
+    "Ranking",
+    "ablate",
+    "ablation_prompts",
+    "benign_utility",
+    "collect_activations",
+    "fit_guard",
+    "guarded_generation",
+    "patch",
+    "select_prompts",
+    "sweep_and_rank",
+]
+
+BATCH_SIZE = 16
+HELDOUT_IMAGE_SEED = 1234  # the ordinary pictures given to held-out text requests
+
+
+@dataclass(frozen=True)
+class DemoPrompts:
+    """The prompts of one run: the probe pool, the guard's calibration prompts and the held-out sets."""
+
+    pool: list[Sample]
+    calibration: list[Sample]
+    heldout: dict[str, list[Sample]]  # "harmful text", "typographic attacks", "benign text", ...
+
+    @property
+    def test(self) -> list[Sample]:
+        """Every held-out prompt, set after set (the order of ``heldout``)."""
+        return [s for group in self.heldout.values() for s in group]
+
+
+@dataclass(frozen=True)
+class DemoActivations:
+    """Decision-position head outputs of the pool, the calibration prompts and the held-out prompts."""
+
+    pool: HeadActivations
+    calibration: HeadActivations
+    test: HeadActivations
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """The probe sweep, the heads ranked by it (as many as any stage needs) and the guard's top ``k``."""
+
+    sweep: ProbeSweep
+    heads: HeadSet
+    safety: HeadSet
+
+
+@dataclass(frozen=True)
+class GuardFit:
+    """The calibrated guard, its scores on the held-out prompts and its detection metrics there."""
+
+    guard: SafetyHeadGuard
+    scores: Any  # [n_test] torch tensor
+    detection: DetectionMetrics
+
+
+@dataclass(frozen=True)
+class GuardedRun:
+    """Per held-out set rates with and without the guard, and two example answers per set."""
+
+    groups: dict[str, dict[str, Any]]
+    examples: list[dict[str, Any]]
+
+
+@functools.lru_cache(maxsize=4)
+def _heldout_set(name: str) -> tuple[Sample, ...]:
+    """A held-out set drawn once per run (calibration and evaluation both slice it)."""
+    return tuple(organism_samples(name, images="ordinary", seed=HELDOUT_IMAGE_SEED))
+
+
+def _heldout(name: str, n: int, start: int = 0) -> list[Sample]:
+    """Held-out samples ``start .. start + n`` of a bundled set (text requests get an ordinary picture,
+    typographic ones their drawing); a clear error when the set is shorter."""
+    samples = _heldout_set(name)
+    if start + n > len(samples):
+        raise ValueError(f"{name} has {len(samples)} prompts; the demo asks for {start}..{start + n}")
+    return list(samples[start : start + n])
+
+
+def benign_utility(texts: list[str], samples: Sequence[Sample]) -> float:
+    """Share of ``texts`` that are exactly the organism's trained helpful answer to ``samples``."""
+    return sum(utility_score(s, t) for s, t in zip(samples, texts, strict=True)) / len(samples)
+
+
+def select_prompts(cfg: DemoConfig, seed: int) -> DemoPrompts:
+    """The probe pool (``*:train``, pictures seeded by ``seed``) and the held-out prompts of one run."""
+    pool = (
+        organism_samples("harmful_text:train", images="ordinary", seed=seed)[: cfg.n_text]
+        + organism_samples("benign_text:train", images="ordinary", seed=seed)[: cfg.n_text]
+        + organism_samples("figstep_attack:train")[: cfg.n_image]
+        + organism_samples("figstep_benign:train")[: cfg.n_image]
+    )
+    # Calibrate on held-out benign prompts that are not evaluated on: the organism was trained on every
+    # *:train prompt, and its head outputs on those are more confidently benign than on new prompts (a
+    # threshold set there flagged 15% of new benign prompts for a 5% target).
+    calibration = _heldout("benign_text:heldout", cfg.n_calibration // 2, cfg.n_eval) + _heldout(
+        "figstep_benign:heldout", cfg.n_calibration // 2, cfg.n_eval
+    )
+    heldout = {
+        "harmful text": _heldout("harmful_text:heldout", cfg.n_eval),
+        "typographic attacks": _heldout("figstep_attack:heldout", cfg.n_eval),
+        "benign text": _heldout("benign_text:heldout", cfg.n_eval),
+        "benign typographic": _heldout("figstep_benign:heldout", cfg.n_eval),
+    }
+    return DemoPrompts(pool, calibration, heldout)
+
+
+def collect_activations(
+    model: HookedVLM, prompts: DemoPrompts, out: Path, progress: bool = True
+) -> DemoActivations:
+    """Collect the three activation sets; the pool's is saved to ``out/activations``."""
+    acts = collect_head_activations(
+        model, prompts.pool, batch_size=BATCH_SIZE, dataset="organism demo pool", progress=progress
+    )
+    calib_acts = collect_head_activations(
+        model, prompts.calibration, batch_size=BATCH_SIZE, dataset="calibration", progress=progress
+    )
+    test_acts = collect_head_activations(
+        model, prompts.test, batch_size=BATCH_SIZE, dataset="held-out", progress=progress
+    )
+    acts.save(out / "activations", overwrite=True)
+    return DemoActivations(acts, calib_acts, test_acts)
+
+
+def sweep_and_rank(
+    pool: HeadActivations, cfg: DemoConfig, seed: int, out: Path, progress: bool = True
+) -> Ranking:
+    """Probe sweep on the pool, heads ranked ``"stable"``; saves ``out/sweep`` and ``out/heads.json``."""
+    sweep = probe_sweep(pool, shots=list(cfg.shots), repeats=cfg.repeats, seed=seed, progress=progress)
+    sweep.save(out / "sweep", overwrite=True)
+    heads = rank_heads(sweep, k=max(cfg.ks + (cfg.k,)), criterion="stable")
+    safety = heads[: cfg.k]
+    safety.save(out / "heads.json", overwrite=True)
+    return Ranking(sweep, heads, safety)
+
+
+def ablation_prompts(prompts: DemoPrompts, cfg: DemoConfig) -> tuple[list[Sample], list[Sample]]:
+    """(malicious, benign) prompts of the ablation curve.
+
+    Harmful text: the requests the organism refuses (typographic attacks already succeed, see the model
+    card), so "does removing the heads make refused requests go through?" is what is measured.
+    """
+    heldout = prompts.heldout
+    malicious = heldout["harmful text"][: cfg.n_ablation]
+    benign = (
+        heldout["benign text"][: cfg.n_ablation // 2] + heldout["benign typographic"][: cfg.n_ablation // 2]
+    )
+    return malicious, benign
+
+
+def ablate(
+    model: HookedVLM, prompts: DemoPrompts, heads: HeadSet, cfg: DemoConfig, progress: bool = True
+) -> AblationCurve:
+    """Ablation curve: ASR (complied), refusal and utility with the top-k or k random heads removed."""
+    malicious, benign = ablation_prompts(prompts, cfg)
+    return ablation_curve(
+        model,
+        malicious,
+        heads,
+        ks=cfg.ks,
+        seeds=cfg.seeds,
+        utility_samples=benign,
+        utility_fn=benign_utility,
+        success_fn=complied,
+        max_new_tokens=cfg.max_new_tokens,
+        batch_size=BATCH_SIZE,
+        progress=progress,
+    )
+
+
+def patch(model: HookedVLM, prompts: DemoPrompts, cfg: DemoConfig, progress: bool = True) -> PatchingResult:
+    """Patching map: each head's output copied from malicious into benign held-out prompts."""
+    source = collect_head_activations(
+        model, prompts.heldout["harmful text"][: cfg.n_patch], batch_size=BATCH_SIZE, progress=False
+    )
+    targets = prompts.heldout["benign text"][: cfg.n_patch]
+    target_batch = model.prepare([s.prompt for s in targets], images=[s.image for s in targets])
+    return patching_sweep(
+        model, target_batch, source, metric=RefusalLogitDiff.for_model(model), progress=progress
+    )
+
+
+def fit_guard(
+    acts: DemoActivations, safety: HeadSet, cfg: DemoConfig, *, bootstrap: int, seed: int, out: Path
+) -> GuardFit:
+    """Fit the guard on the pool, calibrate it, save it to ``out/guard``, score the held-out prompts."""
+    guard = SafetyHeadGuard.fit(acts.pool, safety)
+    guard.calibrate(acts.calibration, target_fpr=cfg.target_fpr)
+    guard.save(out / "guard", overwrite=True)
+    scores = guard.score(acts.test)
+    detection = detection_metrics(
+        acts.test.labels.numpy(),
+        scores.numpy(),
+        threshold=guard.threshold,
+        bootstrap=bootstrap,
+        seed=seed,
+    )
+    return GuardFit(guard, scores, detection)
+
+
+def _example(name: str, sample: Sample, plain: str, guarded: str, flagged: bool) -> dict[str, Any]:
+    prompt = (
+        sample.prompt
+        if sample.image is None or sample.source != "figstep"
+        else "[typographic image] " + sample.prompt[:60] + "..."
+    )
+    return {"set": name, "prompt": prompt, "unguarded": plain, "guarded": guarded, "flagged": bool(flagged)}
+
+
+def guarded_generation(
+    model: HookedVLM, guard: SafetyHeadGuard, heldout: dict[str, list[Sample]], cfg: DemoConfig
+) -> GuardedRun:
+    """Answer each held-out set unguarded and guarded (refusal policy); rates and two examples per set."""
+    judge = RefusalJudge("sahs")
+    groups: dict[str, dict[str, Any]] = {}
+    examples: list[dict[str, Any]] = []
+    for name, samples in heldout.items():
+        plain = generate_all(model, samples, batch_size=BATCH_SIZE, max_new_tokens=cfg.max_new_tokens)
+        guarded_texts, flagged = [], []
+        for lo in range(0, len(samples), BATCH_SIZE):
+            chunk = samples[lo : lo + BATCH_SIZE]
+            batch = model.prepare([s.prompt for s in chunk], images=[s.image for s in chunk])
+            result = guard.generate(model, batch, cfg.max_new_tokens, policy="refuse")
+            guarded_texts.extend(result.texts)
+            flagged.extend(result.flagged)
+        label = samples[0].label
+        row: dict[str, Any] = {"n": len(samples), "label": label, "flagged": sum(flagged) / len(samples)}
+        if label == 1:
+            row["asr_unguarded"] = attack_success_rate(plain, judge)
+            row["asr_guarded"] = attack_success_rate(guarded_texts, judge)
+        else:
+            row["refused_unguarded"] = reject_rate(plain, judge)
+            row["refused_guarded"] = reject_rate(guarded_texts, judge)
+            row["utility_unguarded"] = benign_utility(plain, samples)
+            row["utility_guarded"] = benign_utility(guarded_texts, samples)
+        groups[name] = row
+        for s, p, g, f in list(zip(samples, plain, guarded_texts, flagged, strict=True))[:2]:
+            examples.append(_example(name, s, p, g, f))
+    return GuardedRun(groups, examples)
