@@ -14,7 +14,7 @@ Target: ratio <= 1.10 on a GPU at full size (llava7b). On a CPU, and at the tiny
 the Python cost of the wrapping per call. ``--profile`` adds a cProfile of both sides of one generate call
 (top functions by own time), to see where the time goes.
 
-The raw side is a pristine twin of the wrapped model that shares its parameters (``common.raw_twin``): the
+The raw side is a pristine twin of the wrapped model that shares its parameters (``models.raw_twin``): the
 bridge replaces the Hugging Face modules of the model it wraps, so ``model.hf_model`` itself is no longer raw.
 
 Run: ``python benchmarks/bench_adapter.py --size mid`` (``--smoke`` for a quick check).
@@ -30,28 +30,24 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from common import (
-    BenchModel,
-    Timing,
+from cli_args import (
+    GenerationDefaults,
     add_generation_options,
     base_parser,
-    bench_result,
-    bench_samples,
-    build_model,
-    finish,
-    format_table,
-    machine_info,
-    resolve_args,
-    resolve_generation_options,
-    torch_dtype,
+    model_from_args,
+    parse_generation_args,
 )
+from measure import Timing
+from models import BenchModel
+from reporting import format_table, pair_range, publish, verdict
+from samples import bench_samples
 
 from model_adapters import VLMInputs
 
 BENCH = "adapter"
 TARGET = 1.10
 # size -> (new tokens, generate batch sizes, forward batch size, repeats)
-DEFAULTS: dict[str, tuple[int, tuple[int, ...], int, int]] = {
+DEFAULTS: dict[str, GenerationDefaults] = {
     "tiny": (64, (1, 8), 8, 7),
     "mid": (64, (1, 8), 8, 3),
     "llava7b": (64, (1, 8), 8, 5),
@@ -64,24 +60,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add_generation_options(parser, "comma-separated generate batch sizes (default 1,8)")
     parser.add_argument("--forward-batch", type=int, default=None, help="forward batch size (default 8)")
     parser.add_argument("--profile", action="store_true", help="cProfile one generate call of each side")
-    args = resolve_args(parser.parse_args(argv))
-    tokens, batches, forward_batch, repeats = SMOKE if args.smoke else DEFAULTS[args.size]
-    resolve_generation_options(args, tokens, batches)
-    args.forward_batch = args.forward_batch or forward_batch
-    args.repeats = args.repeats or repeats
-    return args
+    return parse_generation_args(parser, argv, DEFAULTS, SMOKE, "forward_batch")
 
 
 Pair = tuple[Callable[[], Any], Callable[[], Any]]
 
 
 def forward_pair(bm: BenchModel, batch: VLMInputs, new_tokens: int) -> Pair:
-    kwargs = {
-        "input_ids": batch.input_ids,
-        "attention_mask": batch.attention_mask,
-        "position_ids": batch.position_ids,
-        **batch.model_kwargs,
-    }
+    kwargs = bm.raw_inputs(batch, position_ids=True)
 
     def raw() -> Any:
         with torch.no_grad():
@@ -91,11 +77,10 @@ def forward_pair(bm: BenchModel, batch: VLMInputs, new_tokens: int) -> Pair:
 
 
 def generate_pair(bm: BenchModel, batch: VLMInputs, new_tokens: int) -> Pair:
-    inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, **batch.model_kwargs}
+    inputs = bm.raw_inputs(batch)
 
     def raw() -> Any:
-        with torch.no_grad():
-            return bm.raw.generate(**inputs, do_sample=False, max_new_tokens=new_tokens)
+        return bm.raw_generate(inputs, new_tokens)
 
     return (lambda: bm.vlm.generate_tokens(batch, new_tokens)), raw
 
@@ -132,8 +117,7 @@ def measure(args: argparse.Namespace, bm: BenchModel) -> tuple[list[dict[str, An
     makers = {"forward": forward_pair, "generate": generate_pair}
     rows, profiles = [], {}
     for kind, batch_size in cases(args):
-        chunk = prompts[:batch_size]
-        batch = bm.vlm.prepare([s.prompt for s in chunk], images=[s.image for s in chunk])
+        batch = bm.prepare(prompts[:batch_size])
         hooked, raw = makers[kind](bm, batch, args.new_tokens)
         cmp = timing.compare(hooked, raw)
         rows.append(
@@ -188,13 +172,12 @@ def render(result: dict[str, Any]) -> str:
             check = f"max|dlogit| {row['max_abs_logit_diff']:.1e}"
         else:
             check = "same tokens" if row["same_tokens"] else "TOKENS DIFFER"
-        rows.append({**row, "check": check, "pairs": f"{row['ratio_min']:.2f}-{row['ratio_max']:.2f}"})
-    verdict = "met" if h["met"] else "NOT met"
+        rows.append({**row, "check": check, "pairs": pair_range(row)})
     lines = [
         f"bench_adapter: size {s['size']}, generate {s['new_tokens']} new tokens, "
         f"{s['repeats']} interleaved runs per pair (median of per-pair ratios)",
         f"HEADLINE HookedVLM / raw Hugging Face = {h['ratio_worst']:.3f} at worst ({h['worst_case']}; "
-        f"target <= {TARGET} on a GPU at llava7b: {verdict} here)",
+        f"target <= {TARGET} on a GPU at llava7b: {verdict(h['met'])} here)",
         "",
         format_table(rows, TABLE),
         "ratio: median of interleaved pairs (pairs: lowest-highest); cpu ratio: the same from process CPU time\n"
@@ -207,14 +190,10 @@ def render(result: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    bm = build_model(args.size, device=args.device, dtype=torch_dtype(args.dtype), seed=args.seed)
+    bm = model_from_args(args)
     rows, profiles = measure(args, bm)
-    info = machine_info(args.device)
     extra = {"profiles": profiles} if profiles else {}
-    result = bench_result(
-        BENCH, args=args, model=bm, info=info, headline=headline(rows), rows=rows, extra=extra
-    )
-    return finish(BENCH, args, result, render(result))
+    return publish(BENCH, args, model=bm, headline=headline(rows), rows=rows, render=render, extra=extra)
 
 
 if __name__ == "__main__":

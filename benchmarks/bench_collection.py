@@ -26,30 +26,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from common import (
-    BenchModel,
-    Comparison,
-    Timing,
-    base_parser,
-    bench_result,
-    bench_samples,
-    build_model,
-    finish,
-    format_table,
-    machine_info,
-    peak_memory,
-    release_freed_memory,
-    resolve_args,
-    run_child,
-    torch_dtype,
-)
+from cli_args import base_parser, child_options, fill_defaults, model_from_args, resolve_args
+from measure import Comparison, Timing, peak_memory, print_marked, release_freed_memory, run_child
+from models import BenchModel
+from reporting import format_table, publish, verdict
+from samples import bench_samples
 
 from sahs_lens.activations import collect_head_activations
 from sahs_lens.data import Sample
@@ -69,17 +56,13 @@ def run_collect_bs1(bm: BenchModel, samples: Sequence[Sample], batch_size: int) 
 
 
 def run_forward(bm: BenchModel, samples: Sequence[Sample], batch_size: int) -> None:
-    for lo in range(0, len(samples), batch_size):
-        chunk = samples[lo : lo + batch_size]
-        bm.vlm(bm.vlm.prepare([s.prompt for s in chunk], images=[s.image for s in chunk]))
+    for batch in bm.batches(samples, batch_size):
+        bm.vlm(batch)
 
 
 def run_with_cache(bm: BenchModel, samples: Sequence[Sample], batch_size: int) -> None:
-    for lo in range(0, len(samples), batch_size):
-        chunk = samples[lo : lo + batch_size]
-        _, cache = bm.vlm.run_with_cache(
-            bm.vlm.prepare([s.prompt for s in chunk], images=[s.image for s in chunk])
-        )
+    for batch in bm.batches(samples, batch_size):
+        _, cache = bm.vlm.run_with_cache(batch)
         del cache
 
 
@@ -100,9 +83,9 @@ def run_paper(bm: BenchModel, samples: Sequence[Sample], batch_size: int) -> Non
             stack.callback(o_proj.register_forward_pre_hook(pre_hook(i)).remove)
         out = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sahs_paper_")))
         for sample in samples:
-            batch = bm.vlm.prepare([sample.prompt], images=[sample.image])
+            batch = bm.prepare([sample])
             with torch.no_grad():
-                bm.raw(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **batch.model_kwargs)
+                bm.raw(**bm.raw_inputs(batch))
             features = torch.stack([store[i] for i in range(len(attention))], dim=1)  # [1, layer, d_model]
             torch.save({"z": features, "label": sample.label}, out / f"{sample.id.replace(':', '_')}.pt")
 
@@ -129,9 +112,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)  # internal: one method, cold
     args = resolve_args(parser.parse_args(argv))
     n, batch_size, repeats = SMOKE if args.smoke else DEFAULTS.get(args.size, (32, 8, 5))
-    args.n = args.n or n
-    args.batch_size = args.batch_size or batch_size
-    args.repeats = args.repeats or repeats
+    fill_defaults(args, n=n, batch_size=batch_size, repeats=repeats)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown or "collect" not in args.methods:
@@ -140,12 +121,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def setup(args: argparse.Namespace) -> tuple[BenchModel, list[Sample]]:
-    bm = build_model(args.size, device=args.device, dtype=torch_dtype(args.dtype), seed=args.seed)
+    bm = model_from_args(args)
     return bm, bench_samples(args.n, bm.size.image_size)
 
 
 def measure_memory(method: str, bm: BenchModel, samples: Sequence[Sample], batch_size: int) -> dict[str, Any]:
-    """Peak memory of one cold run of ``method`` (see ``common.peak_memory``)."""
+    """Peak memory of one cold run of ``method`` (see ``measure.peak_memory``)."""
     with peak_memory(bm.vlm.device) as mem:
         METHODS[method][0](bm, samples, batch_size)
     return mem
@@ -153,9 +134,8 @@ def measure_memory(method: str, bm: BenchModel, samples: Sequence[Sample], batch
 
 def memory_in_subprocess(args: argparse.Namespace, methods: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Run ``methods`` once each, cold, in a fresh process (CPU peak RSS needs one); read the peaks back."""
-    options = ["--memory-probe", ",".join(methods), "--size", args.size, "--device", args.device, "--dtype",
-               args.dtype, "--n", str(args.n), "--batch-size", str(args.batch_size), "--seed", str(args.seed),
-               "--threads", str(torch.get_num_threads())]  # fmt: skip
+    options = ["--memory-probe", ",".join(methods), *child_options(args), "--n", str(args.n),
+               "--batch-size", str(args.batch_size)]  # fmt: skip
     found = run_child(__file__, options, "MEMORY", expect=len(methods))
     return {mem.pop("name"): mem for mem in found}
 
@@ -165,7 +145,7 @@ def memory_probe(args: argparse.Namespace, bm: BenchModel, samples: Sequence[Sam
     for name in args.memory_probe.split(","):
         release_freed_memory()
         mem = measure_memory(name, bm, samples, args.batch_size)
-        print("MEMORY " + json.dumps({"name": name, **mem}), flush=True)
+        print_marked("MEMORY", {"name": name, **mem})
 
 
 def time_methods(args: argparse.Namespace, bm: BenchModel, samples: Sequence[Sample]) -> list[dict[str, Any]]:
@@ -271,9 +251,9 @@ def render(result: dict[str, Any]) -> str:
         f"{s['repeats']} interleaved runs per pair (median)",
     ]
     if "collect_vs_forward" in h:
-        verdict = "met" if h["met"] else "NOT met"
         lines.append(
-            f"HEADLINE collect / forward throughput = {h['collect_vs_forward']:.3f}x (target >= 0.95x: {verdict})"
+            f"HEADLINE collect / forward throughput = {h['collect_vs_forward']:.3f}x "
+            f"(target >= 0.95x: {verdict(h['met'])})"
         )
     if "collect_vs_paper" in h:
         lines.append(
@@ -294,9 +274,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rows = time_methods(args, bm, samples)
     if not args.no_memory:
         add_memory(args, bm, samples, rows)
-    info = machine_info(args.device)
-    result = bench_result(BENCH, args=args, model=bm, info=info, headline=headline(rows), rows=rows)
-    return finish(BENCH, args, result, render(result))
+    return publish(BENCH, args, model=bm, headline=headline(rows), rows=rows, render=render)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ plus the hooks that copy the heads' outputs. This benchmark measures what it rea
 Both sides must decode the same tokens, so the guard flags nothing: it is fitted on real activations, then its
 bias is set to -1e4 (every score is ~0; the scoring work is the same as for any guard). Both sides decode the
 full budget: ``stop_at_eos=False`` for ``generate_tokens``, and the benchmark models never choose the
-end-of-sequence token (``common.suppress_eos``). The benchmark checks that both sides produce the same text.
+end-of-sequence token (``models.suppress_eos``). The benchmark checks that both sides produce the same text.
 
 Run: ``python benchmarks/bench_guard.py --size mid`` (``--smoke`` for a quick check).
 """
@@ -27,21 +27,17 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from common import (
-    BenchModel,
-    Timing,
+from cli_args import (
+    GenerationDefaults,
     add_generation_options,
     base_parser,
-    bench_result,
-    bench_samples,
-    build_model,
-    finish,
-    format_table,
-    machine_info,
-    resolve_args,
-    resolve_generation_options,
-    torch_dtype,
+    model_from_args,
+    parse_generation_args,
 )
+from measure import Timing
+from models import BenchModel
+from reporting import format_table, pair_range, publish, verdict
+from samples import bench_samples
 
 from model_adapters import VLMInputs
 from sahs_lens.activations import collect_head_activations
@@ -52,7 +48,7 @@ from sahs_lens.heads import Head, HeadSet
 BENCH = "guard"
 TARGET = 1.02
 # size -> (new tokens, batch sizes, training samples, repeats)
-DEFAULTS: dict[str, tuple[int, tuple[int, ...], int, int]] = {
+DEFAULTS: dict[str, GenerationDefaults] = {
     "tiny": (64, (1, 8), 16, 7),
     "mid": (64, (1, 8), 8, 3),
     "llava7b": (64, (1, 8), 32, 5),
@@ -66,12 +62,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--k", type=int, default=32, help="safety heads in the guard (default 32)")
     parser.add_argument("--n-train", type=int, default=None, help="samples the guard is fitted on")
     parser.add_argument("--no-hf", action="store_true", help="skip the Hugging Face generate comparison")
-    args = resolve_args(parser.parse_args(argv))
-    tokens, batches, n_train, repeats = SMOKE if args.smoke else DEFAULTS[args.size]
-    resolve_generation_options(args, tokens, batches)
-    args.n_train = args.n_train or n_train
-    args.repeats = args.repeats or repeats
-    return args
+    return parse_generation_args(parser, argv, DEFAULTS, SMOKE, "n_train")
 
 
 def pick_heads(n_layers: int, n_heads: int, k: int, seed: int) -> HeadSet:
@@ -104,16 +95,14 @@ def hooked_pair(
 def hf_pair(
     bm: BenchModel, guard: SafetyHeadGuard, batch: VLMInputs, new_tokens: int
 ) -> tuple[Callable[[], Any], Callable[[], Any]]:
-    inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, **batch.model_kwargs}
-    settings = {"do_sample": False, "max_new_tokens": new_tokens}
+    inputs = bm.raw_inputs(batch)
 
     def plain() -> Any:
-        with torch.no_grad():
-            return bm.raw.generate(**inputs, **settings)
+        return bm.raw_generate(inputs, new_tokens)
 
     def guarded() -> Any:
         with torch.no_grad(), guard.attach_hf(bm.raw, tokenizer=bm.vlm.tokenizer) as session:
-            return bm.raw.generate(**inputs, **settings, logits_processor=[session.logits_processor])
+            return bm.raw_generate(inputs, new_tokens, logits_processor=[session.logits_processor])
 
     return guarded, plain
 
@@ -139,8 +128,7 @@ def measure(args: argparse.Namespace, bm: BenchModel, guard: SafetyHeadGuard) ->
     paths = {"hooked": hooked_pair} if args.no_hf else {"hooked": hooked_pair, "hf": hf_pair}
     rows = []
     for batch_size in args.batches:
-        chunk = prompts[:batch_size]
-        batch = bm.vlm.prepare([s.prompt for s in chunk], images=[s.image for s in chunk])
+        batch = bm.prepare(prompts[:batch_size])
         dot = dot_product_s(guard, batch_size, bm.vlm.device, bm.sync())
         for path, make in paths.items():
             cmp = timing.compare(*make(bm, guard, batch, args.new_tokens))
@@ -178,19 +166,14 @@ TABLE = [
 def render(result: dict[str, Any]) -> str:
     s, h = result["settings"], result["headline"]
     rows = [
-        {
-            **row,
-            "dot_pct": f"{100 * row['dot_fraction']:.4f}",
-            "pairs": f"{row['ratio_min']:.2f}-{row['ratio_max']:.2f}",
-        }
+        {**row, "dot_pct": f"{100 * row['dot_fraction']:.4f}", "pairs": pair_range(row)}
         for row in result["rows"]
     ]
-    verdict = "met" if h["met"] else "NOT met"
     lines = [
         f"bench_guard: size {s['size']}, {s['new_tokens']} new tokens, guard of {h['k']} heads, "
         f"{s['repeats']} interleaved runs per pair (median of per-pair ratios)",
         f"HEADLINE guarded / unguarded generation (HookedVLM) = {h['ratio_worst']:.3f} at worst "
-        f"(target <= {TARGET}: {verdict}; floor 1.00, floor + dot product {h['floor_with_dot']:.4f})",
+        f"(target <= {TARGET}: {verdict(h['met'])}; floor 1.00, floor + dot product {h['floor_with_dot']:.4f})",
         "",
         format_table(rows, TABLE),
         "path: hooked = guard.generate vs HookedVLM.generate_tokens; hf = HF generate + guard.attach_hf vs plain HF\n"
@@ -221,16 +204,14 @@ def headline(rows: list[dict[str, Any]], k: int) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    bm = build_model(args.size, device=args.device, dtype=torch_dtype(args.dtype), seed=args.seed)
+    bm = model_from_args(args)
     heads = pick_heads(bm.vlm.cfg.n_layers, bm.vlm.cfg.n_heads, args.k, args.seed)
     guard = silent_guard(bm, heads, args.n_train)
     rows = measure(args, bm, guard)
-    info = machine_info(args.device)
     extra = {"heads": heads.to_list()}
-    result = bench_result(
-        BENCH, args=args, model=bm, info=info, headline=headline(rows, len(heads)), rows=rows, extra=extra
+    return publish(
+        BENCH, args, model=bm, headline=headline(rows, len(heads)), rows=rows, render=render, extra=extra
     )
-    return finish(BENCH, args, result, render(result))
 
 
 if __name__ == "__main__":

@@ -42,7 +42,8 @@ import torch
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import default_json_path, format_machine, format_table, machine_info, write_result  # noqa: E402
+from machine import format_machine, machine_info  # noqa: E402
+from reporting import format_table, json_path, verdict, write_result  # noqa: E402
 
 from sahs_lens.head_activations import HeadActivations  # noqa: E402
 from sahs_lens.probes import fit_probes, probe_sweep  # noqa: E402
@@ -277,10 +278,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     at_500 = [row["speedup"] for row in rows if row["n_train"] == 500]
     headline.update(target=TARGET, met=bool(at_500 and at_500[0] >= TARGET) if at_500 else None)
     speedups = ", ".join(f"N={row['n_train']} {row['speedup']:.1f}x" for row in rows)
-    verdict = (
-        "" if not at_500 else f"; target >= {TARGET:.0f}x at N=500: {'met' if headline['met'] else 'NOT met'}"
-    )
-    print(f"HEADLINE scikit-learn loop / batched torch probes: {speedups}{verdict}")
+    target = "" if not at_500 else f"; target >= {TARGET:.0f}x at N=500: {verdict(headline['met'])}"
+    print(f"HEADLINE scikit-learn loop / batched torch probes: {speedups}{target}")
     print(table)
     print(format_machine(info))
     result = {
@@ -289,8 +288,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "model": {"n_layers": n_layers, "n_heads": n_heads, "d_head": d_head, "data": "synthetic activation-like"},
         "headline": headline, "rows": rows,
     }  # fmt: skip
-    if args.json:
-        path = default_json_path("probes", args.size, info) if args.json == "auto" else Path(args.json)
+    path = json_path("probes", args, info)
+    if path is not None:
         print(f"wrote {write_result(path, result)}")
     return result
 

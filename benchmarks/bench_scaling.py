@@ -6,7 +6,7 @@ by least squares of log(time) on log(size), so the growth law is a number (1 = l
 a fixed cost is still being amortised over the range). ``alpha (last two)`` is the slope between the two
 largest points only: where the growth is heading once fixed costs are amortised.
 
-Collection (``collect_head_activations`` on a HookedVLM built in memory, as ``common.build_model`` builds
+Collection (``collect_head_activations`` on a HookedVLM built in memory, as ``models.build_model`` builds
 ``mid``; every variant is the base ``--size`` shape changed in one field, ``dataclasses.replace``):
 
 * ``samples``: prompts per run at a fixed batch size. Expect alpha = 1: collection is one prefill per batch
@@ -57,9 +57,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -67,29 +66,14 @@ from typing import Any
 import numpy as np
 import torch
 from bench_probes import activation_like
-from common import (
-    SIZES,
-    BenchModel,
-    ModelSize,
-    Recorded,
-    base_parser,
-    bench_result,
-    bench_samples,
-    build_spec,
-    check_size,
-    finish,
-    format_table,
-    json_path,
-    machine_info,
-    peak_memory,
-    release_freed_memory,
-    resolve_args,
-    run_child,
-    torch_dtype,
-)
+from cli_args import base_parser, child_options, resolve_args
+from machine import machine_info
+from measure import cold_then_timed, device_sync, print_marked, run_child
+from models import SIZES, ModelCache, ModelSize, check_size, torch_dtype
+from reporting import format_table, json_path, publish
+from samples import bench_samples
 
 from sahs_lens.activations import collect_head_activations
-from sahs_lens.evaluation import time_call
 from sahs_lens.probes import probe_sweep
 
 BENCH = "scaling"
@@ -159,7 +143,7 @@ def probe_job(n_train: int, heads: int, axes: Axes) -> Job:
             "test": axes.test}  # fmt: skip
 
 
-def variant(base: ModelSize, **changes: int) -> ModelSize:
+def variant(base: ModelSize, **changes: Any) -> ModelSize:
     """``base`` with some fields changed (``base`` itself when nothing changes, so shared points match)."""
     if all(getattr(base, key) == value for key, value in changes.items()):
         return base
@@ -192,55 +176,12 @@ def sweeps_for(size: str, axes: Axes) -> list[Sweep]:
 # --------------------------------------------------------------------------------------------------------
 
 
-class Models:
-    """The last model built, kept while consecutive points share its shape (in-process measurement)."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.spec: ModelSize | None = None
-        self.bm: BenchModel | None = None
-
-    def get(self, spec: ModelSize) -> BenchModel:
-        if self.bm is None or spec != self.spec:
-            self.drop()
-            a = self.args
-            self.bm = build_spec(spec, device=a.device, dtype=torch_dtype(a.dtype), seed=a.seed)
-            self.spec = spec
-        return self.bm
-
-    def drop(self) -> None:
-        """Free the model (a 7B model per shape would otherwise pile up on the GPU)."""
-        self.bm, self.spec = None, None
-        release_freed_memory()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-
-
-def cold_then_timed(
-    fn: Callable[[], object], device: torch.device, repeats: int, sync: Callable[[], object] | None
-) -> dict[str, Any]:
-    """One cold run (its peak memory, see ``common.peak_memory``), then ``repeats`` timed runs."""
-    release_freed_memory()
-    with peak_memory(device) as mem:
-        fn()
-    recorded = Recorded(fn)
-    timing = time_call(recorded, repeats=repeats, warmup=0, sync=sync)
-    return {
-        "median_s": timing.median,
-        "times_s": list(timing.times),
-        "cpu_s": None if sync is not None else statistics.median(recorded.cpu_times),
-        "peak_mb": mem["peak_bytes"] / 2**20,
-        "memory_method": mem["method"],
-    }
-
-
-def measure_collection(job: Job, args: argparse.Namespace, models: Models) -> dict[str, Any]:
+def measure_collection(job: Job, args: argparse.Namespace, models: ModelCache) -> dict[str, Any]:
     """``collect_head_activations`` of ``job["n"]`` real prompts with images on a model of ``job["spec"]``."""
     spec = ModelSize(**job["spec"])
     bm = models.get(spec)
     samples = bench_samples(job["n"], spec.image_size)
-    first = samples[: job["batch"]]
-    inputs = bm.vlm.prepare([s.prompt for s in first], images=[s.image for s in first])
+    inputs = bm.prepare(samples[: job["batch"]])
     prompt_tokens = float(inputs.attention_mask.sum(1).float().mean())
 
     def run() -> None:
@@ -267,8 +208,7 @@ def measure_probes(job: Job, args: argparse.Namespace) -> dict[str, Any]:
         probe_sweep(acts, shots=[n_train // 2], repeats=job["draws"], seed=args.seed, pool=pool,
                     test_idx=held_out, metric="accuracy", device=device, progress=False)  # fmt: skip
 
-    sync = torch.cuda.synchronize if device.type == "cuda" else None
-    out = cold_then_timed(run, device, args.repeats, sync)
+    out = cold_then_timed(run, device, args.repeats, device_sync(device))
     problems = job["heads"] * job["draws"]
     return {
         "n_train": n_train, "pool": n_pool, "heads": job["heads"], "d_head": job["d_head"],
@@ -276,7 +216,12 @@ def measure_probes(job: Job, args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def measure_here(job: Job, args: argparse.Namespace, models: Models) -> dict[str, Any]:
+def model_cache(args: argparse.Namespace) -> ModelCache:
+    """Where in-process points keep the last model built."""
+    return ModelCache(device=args.device, dtype=torch_dtype(args.dtype), seed=args.seed)
+
+
+def measure_here(job: Job, args: argparse.Namespace, models: ModelCache) -> dict[str, Any]:
     if job["part"] == "collection":
         return measure_collection(job, args, models)
     models.drop()
@@ -285,8 +230,7 @@ def measure_here(job: Job, args: argparse.Namespace, models: Models) -> dict[str
 
 def measure_in_subprocess(job: Job, args: argparse.Namespace) -> dict[str, Any]:
     """Measure ``job`` in a fresh process (CPU peak RSS needs one) and read its ``POINT {json}`` line."""
-    options = ["--point", json.dumps(job), "--size", args.size, "--device", args.device, "--dtype", args.dtype,
-               "--repeats", str(args.repeats), "--seed", str(args.seed), "--threads", str(torch.get_num_threads())]  # fmt: skip
+    options = ["--point", json.dumps(job), *child_options(args), "--repeats", str(args.repeats)]
     return run_child(__file__, options, "POINT", expect=1)[0]
 
 
@@ -296,7 +240,7 @@ def measure_all(sweeps: Sequence[Sweep], args: argparse.Namespace) -> dict[str, 
     On a CPU each point runs in a fresh process, unless ``--smoke``; on a GPU all run here, one model kept
     while consecutive points share its shape."""
     in_process = args.smoke or torch.device(args.device).type == "cuda"
-    models = Models(args)
+    models = model_cache(args)
     done: dict[str, dict[str, Any]] = {}
     for sweep in sweeps:
         for job in sweep.jobs:
@@ -486,7 +430,7 @@ def axes_for(args: argparse.Namespace) -> Axes:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.point:  # the child side of measure_in_subprocess
-        print("POINT " + json.dumps(measure_here(json.loads(args.point), args, Models(args))), flush=True)
+        print_marked("POINT", measure_here(json.loads(args.point), args, model_cache(args)))
         return {}
     check_size(args.size, args.device)  # refuse llava7b on a CPU before measuring anything
     axes = axes_for(args)
@@ -505,13 +449,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     model = {**asdict(base), "d_head": base.d_head, "image_tokens": base.image_tokens,
              "variants": "image_size (grid x patch_size) and n_layers varied one at a time"}  # fmt: skip
     extra: dict[str, Any] = {"axes": asdict(axes), "laws": laws, "figure": json.loads(fig.to_json())}
-    result = bench_result(BENCH, args=args, model=model, info=info, headline=headline(laws), rows=rows,
-                          extra=extra)  # fmt: skip
     path = json_path(BENCH, args, info)
     if path is not None:
         # the figure sits next to the JSON: record its name, not a path of this machine
-        result["figure_html"] = write_figure(fig, path.with_suffix(".html")).name
-    return finish(BENCH, args, result, render(result))
+        extra["figure_html"] = write_figure(fig, path.with_suffix(".html")).name
+    return publish(BENCH, args, model=model, headline=headline(laws), rows=rows, render=render, extra=extra,
+                   info=info)  # fmt: skip
 
 
 if __name__ == "__main__":

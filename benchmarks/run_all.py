@@ -61,7 +61,8 @@ def command(name: str, size: str, path: Path, args: argparse.Namespace) -> list[
 
 
 def result_path(out: Path, name: str, size: str, device: str) -> Path:
-    from common import default_json_path, machine_info
+    from machine import machine_info
+    from reporting import default_json_path
 
     return default_json_path(name, size, machine_info(device), out)
 
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         else (Path(tempfile.mkdtemp(prefix="sahs_bench_smoke_")) if args.smoke else None)
     )
     if out is None:
-        from common import RESULTS_DIR
+        from reporting import RESULTS_DIR
 
         out = RESULTS_DIR
     done = []
@@ -110,7 +111,7 @@ def summary(done: Sequence[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(HERE))
-    from common import check_size
+    from models import check_size
 
     for size in args.size:  # refuse a GPU-only size on a CPU before running anything
         check_size(size, args.device or "cpu")
