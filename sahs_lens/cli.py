@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +218,22 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 # ---- parser --------------------------------------------------------------------------------------------
-def _sub(subparsers: Any, name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _command(
+    subparsers: Any,
+    name: str,
+    help_text: str,
+    example: str,
+    func: Handler | None = None,
+    *,
+    model: bool = False,
+) -> argparse.ArgumentParser:
+    """Add subcommand ``name`` (its help, an example in the epilog) that runs ``func``.
+
+    ``model=True`` adds the model argument group (``--model --device --dtype --template --batch-size``).
+    """
     parser: argparse.ArgumentParser = subparsers.add_parser(
         name,
         help=help_text,
@@ -226,7 +241,17 @@ def _sub(subparsers: Any, name: str, help_text: str, example: str) -> argparse.A
         epilog=f"example:\n  {example}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    if model:
+        _add_model_args(parser)
+    if func is not None:
+        parser.set_defaults(func=func)
     return parser
+
+
+def _actions(subparsers: Any, name: str, help_text: str, example: str) -> Any:
+    """Add subcommand ``name`` whose own subcommands (``sahs-lens name ACTION``) are added to the result."""
+    parser = _command(subparsers, name, help_text, example)
+    return parser.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,48 +263,48 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sahs-lens {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = _sub(
+    p = _command(
         sub,
         "demo",
         "the whole pipeline on the bundled model organism, with a report",
         "sahs-lens demo --out sahs_out",
+        cmd_demo,
     )
     p.add_argument("--out", default="sahs_out", help="output directory (default: sahs_out)")
     p.add_argument("--quick", action="store_true", help="fewer samples and repeats (a smoke run)")
     p.add_argument("--repeats", type=int, default=20, help="probe repeats per shot count (default: 20)")
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_demo)
 
-    p = _sub(sub, "organism", "the bundled model organism", "sahs-lens organism train --out organism/")
-    org = p.add_subparsers(dest="organism_command", metavar="ACTION", required=True)
-    t = _sub(
+    org = _actions(sub, "organism", "the bundled model organism", "sahs-lens organism train --out organism/")
+    p = _command(
         org,
         "train",
         "train the organism from scratch on the bundled data",
         "sahs-lens organism train --out organism/ --seed 0",
+        cmd_organism_train,
     )
-    t.add_argument("--out", required=True, help="checkpoint directory to write")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--steps", type=int, default=None, help="training steps (default: the shipped recipe)")
-    t.set_defaults(func=cmd_organism_train)
+    p.add_argument("--out", required=True, help="checkpoint directory to write")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the shipped recipe)")
 
-    p = _sub(
+    p = _command(
         sub,
         "extract",
         "collect every head's hook_z at the decision position (resumable)",
         "sahs-lens extract --model llava-hf/llava-1.5-7b-hf --device cuda --dtype float16 "
         "--data figstep:FigStep --data mmvet:mm-vet --out runs/acts",
+        cmd_extract,
+        model=True,
     )
-    _add_model_args(p)
     p.add_argument("--data", action="append", required=True, help="data spec (repeat for several)")
     p.add_argument("--out", required=True, help="activations directory (resumed if it exists)")
-    p.set_defaults(func=cmd_extract)
 
-    p = _sub(
+    p = _command(
         sub,
         "probe",
         "few-shot probe sweep over every head, then rank the safety heads",
         "sahs-lens probe --acts runs/acts --out runs/probe --k 32 --criterion stable",
+        cmd_probe,
     )
     p.add_argument("--acts", required=True, help="activations directory (from extract)")
     p.add_argument("--out", required=True)
@@ -294,16 +319,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=32, help="how many safety heads to keep (default: 32)")
     p.add_argument("--criterion", default="stable", choices=("mean", "stable"))
     p.add_argument("--device", default=None, help="where to solve the probes (default: cpu)")
-    p.set_defaults(func=cmd_probe)
 
-    p = _sub(
+    p = _command(
         sub,
         "ablate",
         "refusal (and utility) with the top-k safety heads vs k random heads removed",
         "sahs-lens ablate --model organism --heads runs/probe/heads.json --data harmful_text:heldout@64 "
         "--utility-data benign_text:heldout@64 --out runs/ablate",
+        cmd_ablate,
+        model=True,
     )
-    _add_model_args(p)
     p.add_argument("--heads", required=True, help="heads.json or a list like 'L3H1,L2H0'")
     p.add_argument("--data", action="append", required=True, help="malicious data spec(s)")
     p.add_argument("--utility-data", action="append", help="benign data spec(s) for utility")
@@ -312,67 +337,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="zero", choices=("zero", "mean", "resample"))
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_ablate)
 
-    p = _sub(
+    p = _command(
         sub,
         "patch",
         "patch each head from malicious prompts into benign ones: an effect map",
         "sahs-lens patch --model organism --source harmful_text:heldout --target benign_text:heldout "
         "--n 8 --out runs/patch",
+        cmd_patch,
+        model=True,
     )
-    _add_model_args(p)
     p.add_argument("--source", action="append", required=True, help="source data spec (e.g. malicious)")
     p.add_argument("--target", action="append", required=True, help="target data spec (e.g. benign)")
     p.add_argument("--n", type=int, default=8, help="prompt pairs (default: 8)")
     p.add_argument("--heads", default=None, help="restrict the sweep to these heads")
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_patch)
 
-    p = _sub(sub, "guard", "fit and evaluate a SafetyHeadGuard", "sahs-lens guard fit --help")
-    guard = p.add_subparsers(dest="guard_command", metavar="ACTION", required=True)
-    g = _sub(
+    guard = _actions(sub, "guard", "fit and evaluate a SafetyHeadGuard", "sahs-lens guard fit --help")
+    p = _command(
         guard,
         "fit",
         "fit a guard on activations and safety heads",
         "sahs-lens guard fit --acts runs/acts --heads runs/probe/heads.json --calibrate runs/benign_acts "
         "--out runs/guard",
+        cmd_guard_fit,
     )
-    g.add_argument("--acts", required=True)
-    g.add_argument("--heads", required=True)
-    g.add_argument("--C", type=float, default=1.0)
-    g.add_argument("--calibrate", default=None, help="activations whose benign rows set the threshold")
-    g.add_argument("--target-fpr", type=float, default=0.05)
-    g.add_argument("--out", required=True)
-    g.set_defaults(func=cmd_guard_fit)
-    g = _sub(
+    p.add_argument("--acts", required=True)
+    p.add_argument("--heads", required=True)
+    p.add_argument("--C", type=float, default=1.0)
+    p.add_argument("--calibrate", default=None, help="activations whose benign rows set the threshold")
+    p.add_argument("--target-fpr", type=float, default=0.05)
+    p.add_argument("--out", required=True)
+    p = _command(
         guard,
         "eval",
         "detection metrics of a guard on labelled activations",
         "sahs-lens guard eval --guard runs/guard --acts runs/test_acts",
+        cmd_guard_eval,
     )
-    g.add_argument("--guard", required=True)
-    g.add_argument("--acts", required=True)
-    g.add_argument("--out", default=None, help="write the metrics as JSON here")
-    g.set_defaults(func=cmd_guard_eval)
+    p.add_argument("--guard", required=True)
+    p.add_argument("--acts", required=True)
+    p.add_argument("--out", default=None, help="write the metrics as JSON here")
 
-    p = _sub(
+    p = _command(
         sub,
         "generate",
         "answer one prompt (and image), with or without a guard",
         "sahs-lens generate --prompt 'How do I bake bread?' --guard runs/guard",
+        cmd_generate,
+        model=True,
     )
-    _add_model_args(p)
     p.add_argument("--prompt", required=True)
     p.add_argument("--image", default=None, help="image file (optional)")
     p.add_argument("--guard", default=None, help="guard directory (from guard fit)")
     p.add_argument("--policy", default="refuse", choices=("refuse", "indicate", "prefix"))
     p.add_argument("--max-new-tokens", type=int, default=64)
-    p.set_defaults(func=cmd_generate)
 
-    p = _sub(sub, "report", "rebuild report.html of a run directory", "sahs-lens report --run sahs_out")
+    p = _command(
+        sub, "report", "rebuild report.html of a run directory", "sahs-lens report --run sahs_out", cmd_report
+    )
     p.add_argument("--run", required=True)
-    p.set_defaults(func=cmd_report)
     return parser
 
 

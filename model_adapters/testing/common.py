@@ -1,13 +1,23 @@
-"""Shared pieces of the tiny-checkpoint builders: a tokenizer trained on the fly, norm perturbation."""
+"""Shared pieces of the tiny-checkpoint builders.
+
+Every builder does the same four things, which live here: train a byte-level BPE tokenizer on the fly
+(``train_tokenizer``), size a Llama-shaped language model and a small vision tower (``TinySizes``), and
+instantiate the model with random weights, perturb its norms and save it next to its processor
+(``save_tiny_checkpoint``). A builder adds only what its family needs: special tokens, the family's config
+and processor classes, its chat template.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from torch import nn
-from transformers import CLIPVisionConfig, PreTrainedTokenizerFast
+from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerFast
 
 # Enough ordinary English that prompts used in tests and tutorials tokenize into real sub-words.
 CORPUS = [
@@ -77,16 +87,103 @@ def perturb_norms(model: nn.Module, *, scale: float = 0.2, seed: int = 0) -> Non
                 param.add_(noise)
 
 
-def tiny_clip_vision_config(
-    *, d_model: int, n_layers: int, image_size: int, patch_size: int
-) -> CLIPVisionConfig:
-    """The small CLIP vision tower shared by the LLaVA-style tiny builders."""
-    return CLIPVisionConfig(
-        hidden_size=d_model,
-        intermediate_size=2 * d_model,
-        num_hidden_layers=n_layers,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=patch_size,
-        projection_dim=d_model,
-    )
+@dataclass(frozen=True)
+class TinySizes:
+    """The sizes every tiny builder shares; each builder takes any of them as a keyword override.
+
+    >>> TinySizes.pick({"n_layers": 3, "image_size": 64}, max_positions=1024).n_layers
+    3
+    """
+
+    n_layers: int = 2
+    d_model: int = 64
+    n_heads: int = 4
+    n_kv_heads: int = 2
+    d_mlp: int = 128
+    vocab_size: int = 400
+    max_positions: int = 512
+    vision_d_model: int = 32
+    vision_layers: int = 2
+
+    @classmethod
+    def pick(cls, overrides: Mapping[str, Any], **defaults: int) -> TinySizes:
+        """The sizes named in ``overrides`` (other keys are ignored), else ``defaults``, else the class's."""
+        names = {field.name for field in fields(cls)}
+        return cls(**{**defaults, **{key: value for key, value in overrides.items() if key in names}})
+
+    def text_config(
+        self,
+        config_class: Callable[..., PretrainedConfig],
+        tokenizer: PreTrainedTokenizerFast,
+        *,
+        stop: Sequence[str] = (),
+        **extra: Any,
+    ) -> PretrainedConfig:
+        """A Llama-shaped text config of these sizes with the tokenizer's pad, bos and eos token ids.
+
+        ``stop``: further end-of-sequence tokens; eos is then the list ``[eos, *stop]``. ``extra``: more
+        ``config_class`` arguments (``head_dim``, ``sliding_window``, ...).
+        """
+        eos: int | list[int] = tokenizer.eos_token_id
+        if stop:
+            vocab = tokenizer.get_vocab()
+            eos = [tokenizer.eos_token_id, *(vocab[token] for token in stop)]
+        return config_class(
+            vocab_size=len(tokenizer),
+            hidden_size=self.d_model,
+            intermediate_size=self.d_mlp,
+            num_hidden_layers=self.n_layers,
+            num_attention_heads=self.n_heads,
+            num_key_value_heads=self.n_kv_heads,
+            max_position_embeddings=self.max_positions,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=eos,
+            **extra,
+        )
+
+    def vision_config(
+        self, config_class: Callable[..., PretrainedConfig], *, image_size: int, patch_size: int, **extra: Any
+    ) -> PretrainedConfig:
+        """A small vision tower of these sizes (2 heads, MLP twice as wide); ``extra``: more arguments."""
+        return config_class(
+            hidden_size=self.vision_d_model,
+            intermediate_size=2 * self.vision_d_model,
+            num_hidden_layers=self.vision_layers,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=patch_size,
+            **extra,
+        )
+
+
+def save_tiny_checkpoint(
+    directory: str | Path,
+    model_class: type[PreTrainedModel],
+    config: PretrainedConfig,
+    processor: Any,
+    *,
+    seed: int,
+    init: Callable[[PreTrainedModel], None] | None = None,
+) -> Path:
+    """Instantiate ``model_class(config)`` with random weights, perturb its norms, save it with ``processor``.
+
+    ``init`` runs on the fresh model (under ``torch.no_grad``) before the norms are perturbed, for weights
+    that Hugging Face initialises to something useless. The generation config takes the text config's eos,
+    pad and bos ids. The processor carries the tokenizer and the chat template, so the directory loads with
+    ``AutoProcessor`` and ``load_vlm``. Returns ``directory`` as a ``Path``.
+    """
+    config.architectures = [model_class.__name__]
+    model = model_class(config).eval()
+    if init is not None:
+        with torch.no_grad():
+            init(model)
+    perturb_norms(model, seed=seed)
+    text = config.get_text_config()
+    generation = model.generation_config
+    generation.eos_token_id = text.eos_token_id
+    generation.pad_token_id = text.pad_token_id
+    generation.bos_token_id = text.bos_token_id
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return Path(directory)

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from transformers import (
     CLIPImageProcessor,
+    CLIPVisionConfig,
     LlamaConfig,
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
 )
 
-from model_adapters.testing.common import CORPUS, perturb_norms, tiny_clip_vision_config, train_tokenizer
+from model_adapters.testing.common import CORPUS, TinySizes, save_tiny_checkpoint, train_tokenizer
 
 # The llava-hf conversions' chat template: "USER: <image>\n{prompt} ASSISTANT:" (no system prompt).
 LLAVA_HF_CHAT_TEMPLATE = (
@@ -26,70 +30,81 @@ LLAVA_HF_CHAT_TEMPLATE = (
 )
 
 
-def build_llava(
-    directory: Path,
-    *,
-    seed: int = 0,
-    n_layers: int = 2,
-    d_model: int = 64,
-    n_heads: int = 4,
-    n_kv_heads: int = 2,
-    d_mlp: int = 128,
-    image_size: int = 32,
-    patch_size: int = 8,
-    vision_d_model: int = 32,
-    vision_layers: int = 2,
-    vocab_size: int = 400,
-    max_positions: int = 512,
-    corpus: Sequence[str] = CORPUS,
-    **_: Any,
-) -> Path:
-    tokenizer = train_tokenizer(
+def llava_tokenizer(sizes: TinySizes, corpus: Sequence[str]) -> PreTrainedTokenizerFast:
+    """The LLaVA family's Llama-style tokenizer: ``<s>``, ``</s>``, ``<pad>``, ``<unk>``, ``<image>``."""
+    return train_tokenizer(
         ["<unk>", "<s>", "</s>", "<pad>", "<image>"],
-        vocab_size=vocab_size,
+        vocab_size=sizes.vocab_size,
         extra={"image_token": "<image>"},
         corpus=corpus,
     )
-    n_patches = (image_size // patch_size) ** 2
-    vision = tiny_clip_vision_config(
-        d_model=vision_d_model, n_layers=vision_layers, image_size=image_size, patch_size=patch_size
+
+
+def save_llava_style(
+    directory: Path,
+    *,
+    seed: int,
+    sizes: TinySizes,
+    tokenizer: PreTrainedTokenizerFast,
+    text_config: PretrainedConfig,
+    image_size: int,
+    patch_size: int,
+    classes: tuple[Callable[..., PretrainedConfig], type[PreTrainedModel], Callable[..., Any]],
+    image_processor: Any,
+    chat_template: str,
+    **config_extra: Any,
+) -> Path:
+    """Write a LLaVA-style checkpoint: a CLIP tower (penultimate layer, no CLS), a projector, ``text_config``.
+
+    ``classes``: the family's (config, model, processor) classes; ``config_extra``: more config arguments.
+    """
+    config_class, model_class, processor_class = classes
+    vision = sizes.vision_config(
+        CLIPVisionConfig, image_size=image_size, patch_size=patch_size, projection_dim=sizes.vision_d_model
     )
-    text = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=d_model,
-        intermediate_size=d_mlp,
-        num_hidden_layers=n_layers,
-        num_attention_heads=n_heads,
-        num_key_value_heads=n_kv_heads,
-        max_position_embeddings=max_positions,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    config = LlavaConfig(
+    config = config_class(
         vision_config=vision,
-        text_config=text,
+        text_config=text_config,
         image_token_index=tokenizer.get_vocab()["<image>"],
         vision_feature_layer=-2,
         vision_feature_select_strategy="default",
-        image_seq_length=n_patches,
+        image_seq_length=(image_size // patch_size) ** 2,
+        **config_extra,
     )
-    config.architectures = ["LlavaForConditionalGeneration"]
-    model = LlavaForConditionalGeneration(config).eval()
-    perturb_norms(model, seed=seed)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    image_processor = CLIPImageProcessor(
-        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
-    )
-    processor = LlavaProcessor(
+    processor = processor_class(
         image_processor=image_processor,
         tokenizer=tokenizer,
         patch_size=patch_size,
         vision_feature_select_strategy="default",
-        chat_template=LLAVA_HF_CHAT_TEMPLATE,
+        chat_template=chat_template,
         num_additional_image_tokens=1,
     )
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return directory
+    return save_tiny_checkpoint(directory, model_class, config, processor, seed=seed)
+
+
+def build_llava(
+    directory: Path,
+    *,
+    seed: int = 0,
+    image_size: int = 32,
+    patch_size: int = 8,
+    corpus: Sequence[str] = CORPUS,
+    **sizes: Any,
+) -> Path:
+    """Write a tiny LLaVA-1.5; ``sizes``: any ``TinySizes`` field (other keys are ignored)."""
+    lm = TinySizes.pick(sizes)
+    tokenizer = llava_tokenizer(lm, corpus)
+    return save_llava_style(
+        directory,
+        seed=seed,
+        sizes=lm,
+        tokenizer=tokenizer,
+        text_config=lm.text_config(LlamaConfig, tokenizer),
+        image_size=image_size,
+        patch_size=patch_size,
+        classes=(LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor),
+        image_processor=CLIPImageProcessor(
+            size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+        ),
+        chat_template=LLAVA_HF_CHAT_TEMPLATE,
+    )
