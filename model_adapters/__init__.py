@@ -9,13 +9,14 @@ from model_adapters.families import family_for, register_family, supported_famil
 from model_adapters.hook_names import HOOK_Z, hook_z_name
 from model_adapters.identity import IDENTITY_FIELDS, check_identity, identity_mismatches
 from model_adapters.images import open_image
-from model_adapters.loading import checkpoint_fingerprint, load_vlm
+from model_adapters.loading import checkpoint_fingerprint, hf_identity, load_vlm
 from model_adapters.registry import Family, Template
 
 __all__ = [
     "HOOK_Z",
     "IDENTITY_FIELDS",
     "check_identity",
+    "hf_identity",
     "hook_z_name",
     "identity_mismatches",
     "open_image",

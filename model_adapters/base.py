@@ -29,11 +29,16 @@ from PIL import Image
 from torch import Tensor
 from transformer_lens.ActivationCache import ActivationCache
 
+from model_adapters.concurrency import model_lock
 from model_adapters.images import ImageLike, open_image
 from model_adapters.registry import Family, Template
+from model_adapters.sampling import pick_tokens
+from model_adapters.text_safety import control_strings, safe_user_text
 
 HookFn = Callable[..., Any]
 FwdHook = tuple[str | Callable[[str], bool], HookFn]
+CACHE_OPTIONS = ("pos_slice", "remove_batch_dim", "return_cache_object", "stop_at_layer", "use_cache")
+"""The TransformerLens ``run_with_cache`` options (and ``use_cache``, the forward's) ``run_with_cache`` passes on."""
 # A logits processor for generate: (step, generated tokens so far [batch, step], logits [batch, vocab]) -> logits
 LogitsProcessor = Callable[[int, Tensor, Tensor], Tensor]
 
@@ -157,6 +162,9 @@ class HookedVLM:
         if pad is None:
             pad = self.eos_token_ids[0] if self.eos_token_ids else 0
         self.pad_token_id: int = int(pad)
+        # hooked forwards on one model run one at a time (model_adapters.concurrency)
+        self.lock = model_lock(self.hf_model)
+        self._control_strings = control_strings(processor)
 
     # ---- identity ------------------------------------------------------------------------------------
     @property
@@ -226,9 +234,16 @@ class HookedVLM:
                 f"got {len(image_list)} images for {len(prompts)} prompts; pass one image (or None) per prompt"
             )
         loaded = [open_image(im) for im in image_list]
-        texts = [self.format_prompt(p, im is not None) for p, im in zip(prompts, loaded, strict=True)]
+        # user text is text: control-token strings typed by the user are defused (model_adapters.text_safety)
+        # (except in the raw template, whose prompt is the caller's own conversation text)
+        controls = () if self.template.control_tokens_in_prompt else self._control_strings
+        texts = [
+            self.format_prompt(safe_user_text(p, controls), im is not None)
+            for p, im in zip(prompts, loaded, strict=True)
+        ]
         proc_kwargs = self.family.processor_images(loaded)
-        encoded = self.processor(text=texts, return_tensors="pt", padding=True, **proc_kwargs)
+        with self.lock:
+            encoded = self.processor(text=texts, return_tensors="pt", padding=True, **proc_kwargs)
         input_ids = encoded.pop("input_ids")
         attention_mask = encoded.pop("attention_mask")
         if input_ids.shape[1] > self.cfg.n_ctx:
@@ -266,7 +281,7 @@ class HookedVLM:
     def __call__(self, inputs: VLMInputs | str | Sequence[str]) -> Float[Tensor, "batch pos d_vocab"]:
         """Logits for a prepared batch (prompts are prepared without images)."""
         batch = self._as_inputs(inputs)
-        with torch.no_grad():
+        with self.lock, torch.no_grad():
             return self.bridge(batch.input_ids, **self._forward_kwargs(batch))  # type: ignore[no-any-return]
 
     def run_with_cache(
@@ -281,12 +296,20 @@ class HookedVLM:
             >>> logits, cache = model.run_with_cache(batch, names_filter=lambda n: n.endswith("hook_z"))
             >>> cache["blocks.3.attn.hook_z"].shape  # [batch, pos, n_heads, d_head]
         """
+        unknown = sorted(set(kwargs) - set(CACHE_OPTIONS))
+        if unknown:
+            near = difflib.get_close_matches(unknown[0], CACHE_OPTIONS, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise TypeError(
+                f"run_with_cache got unknown keyword(s) {', '.join(unknown)}{hint}; it takes names_filter and "
+                f"{', '.join(CACHE_OPTIONS)}"
+            )
         batch = self._as_inputs(inputs)
         if isinstance(names_filter, str):
             self.check_hook_names([names_filter])
         elif isinstance(names_filter, Sequence):
             self.check_hook_names(list(names_filter))
-        with torch.no_grad():
+        with self.lock, torch.no_grad():
             return self.bridge.run_with_cache(  # type: ignore[no-any-return]
                 batch.input_ids, names_filter=names_filter, **{**self._forward_kwargs(batch), **kwargs}
             )
@@ -310,7 +333,7 @@ class HookedVLM:
             ...     texts = model.generate(batch, max_new_tokens=16)
         """
         self.check_hook_names([name for name, _ in fwd_hooks if isinstance(name, str)])
-        with self.bridge.hooks(fwd_hooks=list(fwd_hooks)):
+        with self.lock, self.bridge.hooks(fwd_hooks=list(fwd_hooks)):
             yield self
 
     @property
@@ -389,6 +412,13 @@ class HookedVLM:
         batch = self._as_inputs(inputs)
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1; got {max_new_tokens}")
+        prompt_length = int(batch.input_ids.shape[1])
+        if prompt_length + max_new_tokens > self.cfg.n_ctx:
+            raise ValueError(
+                f"the prompt takes {prompt_length} tokens and max_new_tokens={max_new_tokens} more, past the "
+                f"model's context of {self.cfg.n_ctx} tokens; ask for at most "
+                f"{max(0, self.cfg.n_ctx - prompt_length)} new tokens or shorten the prompt"
+            )
         if do_sample and temperature <= 0:
             raise ValueError(
                 f"temperature must be > 0 when sampling; got {temperature} (use do_sample=False)"
@@ -407,7 +437,7 @@ class HookedVLM:
         positions = batch.position_ids
         extra: dict[str, Any] = dict(batch.model_kwargs)
         past: Any = None
-        with self.hooks(fwd_hooks), torch.no_grad():
+        with self.lock, self.hooks(fwd_hooks), torch.no_grad():
             for step in range(max_new_tokens):
                 with self.hooks(prefill_hooks if step == 0 else ()):
                     logits, past = self.bridge(
@@ -428,7 +458,7 @@ class HookedVLM:
                 next_logits = logits[:, -1, :].float()
                 if logits_processor is not None:
                     next_logits = logits_processor(step, generated, next_logits)
-                next_tokens = _pick_tokens(next_logits, do_sample, temperature, top_k, top_p, generator)
+                next_tokens = pick_tokens(next_logits, do_sample, temperature, top_k, top_p, generator)
                 if stop_at_eos:
                     next_tokens = torch.where(
                         finished, torch.full_like(next_tokens, self.pad_token_id), next_tokens
@@ -451,27 +481,3 @@ class HookedVLM:
             cut = next((i for i, t in enumerate(row) if t in self.eos_token_ids), len(row))
             texts.append(self.tokenizer.decode(row[:cut], skip_special_tokens=True).strip())
         return texts
-
-
-def _pick_tokens(
-    logits: Tensor,
-    do_sample: bool,
-    temperature: float,
-    top_k: int | None,
-    top_p: float | None,
-    generator: torch.Generator | None,
-) -> Tensor:
-    if not do_sample:
-        return logits.argmax(dim=-1)
-    logits = logits / temperature
-    if top_k is not None and top_k > 0:
-        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cum = sorted_logits.softmax(-1).cumsum(-1)
-        remove = cum - sorted_logits.softmax(-1) > top_p
-        sorted_logits = sorted_logits.masked_fill(remove, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-    probs = logits.softmax(-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

@@ -42,16 +42,41 @@ def checkpoint_fingerprint(model: nn.Module) -> str:
     """A short hash of every parameter's name, shape, dtype and a strided sample of its values.
 
     Cheap even for a 7B model (a few hundred values per tensor leave the device), and different for any two
-    checkpoints that differ in more than a handful of weights.
+    checkpoints that differ in more than a handful of weights. The same for a pristine Hugging Face model
+    and for the model a ``HookedVLM`` wraps (the bridge's wrapper names are ignored), so a guard's
+    provenance can be checked against either.
     """
     digest = hashlib.sha256()
-    for name, param in model.named_parameters():
+    for raw_name, param in model.named_parameters():
+        # the bridge wraps modules in place; name a parameter as the pristine Hugging Face model does
+        name = raw_name.replace("._original_component", "").replace("_original_component.", "")
         flat = param.detach().reshape(-1)
         stride = max(1, flat.numel() // 64)
         sample = flat[::stride][:64].float().cpu().numpy().tobytes()
         digest.update(f"{name}:{tuple(param.shape)}:{param.dtype}".encode())
         digest.update(sample)
     return "sha256:" + digest.hexdigest()[:16]
+
+
+def hf_identity(hf_model: nn.Module) -> dict[str, Any]:
+    """The identity (``model_adapters.identity``) of a plain Hugging Face model, as ``VLMConfig.identity``
+    gives it for a loaded ``HookedVLM``: family, shape of the language model's heads, weight fingerprint.
+
+    The template is a property of how prompts are written, not of the weights, so it is absent here.
+    """
+    config = hf_model.config  # type: ignore[union-attr]
+    architectures = list(getattr(config, "architectures", None) or [])
+    family = family_for(architectures[0] if architectures else type(hf_model).__name__)
+    text = config.get_text_config()  # type: ignore[union-attr,operator]
+    n_heads = int(text.num_attention_heads)
+    d_head = int(getattr(text, "head_dim", None) or text.hidden_size // n_heads)
+    return {
+        "family": family.name,
+        "checkpoint": checkpoint_fingerprint(hf_model),
+        "n_layers": int(text.num_hidden_layers),
+        "n_heads": n_heads,
+        "d_head": d_head,
+    }
 
 
 def load_vlm(

@@ -33,6 +33,9 @@ class Template:
     name: str
     description: str
     render: Callable[[str, bool, Any], str]
+    control_tokens_in_prompt: bool = False
+    """True when the prompt is conversation text the caller wrote, control tokens included (``raw``):
+    those are then read as control tokens. Otherwise user text is defused (``model_adapters.text_safety``)."""
 
 
 def chat_template(name: str = "chat", description: str | None = None) -> Template:
@@ -76,7 +79,12 @@ def raw_template(image_token_hint: str) -> Template:
             )
         return prompt
 
-    return Template("raw", "the prompt exactly as given (write the image token yourself)", render)
+    return Template(
+        "raw",
+        "the prompt exactly as given (write the image token yourself)",
+        render,
+        control_tokens_in_prompt=True,
+    )
 
 
 def default_processor_images(images: ImageBatch) -> dict[str, Any]:

@@ -26,12 +26,14 @@ from typing import Any, Literal
 
 import torch
 from jaxtyping import Float
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from model_adapters import HookedVLM, VLMInputs, family_for
-from model_adapters.identity import check_identity
+from model_adapters import HookedVLM, VLMInputs, family_for, hf_identity
+from model_adapters.concurrency import model_lock
+from model_adapters.identity import IDENTITY_FIELDS, check_identity, identity_mismatches
 from sahs_lens._version import __version__
+from sahs_lens.guard.artifact import check_guard, read_guard
 from sahs_lens.guard.hf import HFGuardSession
 from sahs_lens.guard.policies import (
     INDICATING_PROMPT,
@@ -47,6 +49,8 @@ from sahs_lens.heads import HeadSet
 from sahs_lens.probes import fit_probes
 
 GUARD_FORMAT = "sahs_lens.guard/1"
+NonFinite = Literal["flag", "raise"]
+NONFINITE: tuple[str, ...] = ("flag", "raise")
 GUARD_JSON = "guard.json"
 GUARD_TENSORS = "guard.safetensors"
 
@@ -59,6 +63,8 @@ class GuardedGeneration:
     flagged: list[bool]
     scores: list[float]
     policy: str = "refuse"
+    nonfinite: int = 0
+    """Rows whose score was NaN or infinite (e.g. fp16 overflow): flagged, never passed (fail closed)."""
 
 
 class SafetyHeadGuard:
@@ -66,6 +72,15 @@ class SafetyHeadGuard:
 
     Build one with ``SafetyHeadGuard.fit``; ``threshold`` (default 0.5, as in the paper) is a plain
     attribute that ``calibrate`` can set from benign prompts.
+
+    The guard fails closed: a score that is not finite (NaN or inf in the heads' outputs, as fp16 overflow
+    gives) is flagged, never passed, and counted (``GuardedGeneration.nonfinite``); with
+    ``nonfinite="raise"`` it raises ``ValueError`` instead. ``score_inputs`` reports such a score as 1.0.
+
+    Thread safety: every call keeps its reading state to itself (nothing is stored on the guard or the
+    model), and hooked forwards of one model are serialised by the model's lock
+    (``model_adapters.concurrency``), so concurrent ``score_inputs`` / ``generate`` / ``attach_hf`` calls on
+    one model give exactly the results of running them one after another (they do not run in parallel).
     """
 
     def __init__(
@@ -78,7 +93,10 @@ class SafetyHeadGuard:
         threshold: float = 0.5,
         provenance: dict[str, Any] | None = None,
         training: dict[str, Any] | None = None,
+        nonfinite: NonFinite = "flag",
     ) -> None:
+        if nonfinite not in NONFINITE:
+            raise ValueError(f"nonfinite must be one of {', '.join(NONFINITE)}; got {nonfinite!r}")
         if len(heads) == 0:
             raise ValueError("a guard needs at least one head; pass the output of rank_heads(sweep, k=32)")
         if weight.shape != (len(heads) * d_head,):
@@ -90,6 +108,7 @@ class SafetyHeadGuard:
         self.provenance = dict(provenance or {})
         self.training = dict(training or {})
         self.threshold = threshold
+        self.nonfinite: NonFinite = nonfinite
 
     # ---- threshold ---------------------------------------------------------------------------------
     @property
@@ -171,10 +190,22 @@ class SafetyHeadGuard:
         """
         if not 0.0 < target_fpr < 1.0:
             raise ValueError(f"target_fpr must lie strictly between 0 and 1; got {target_fpr}")
+        if not isinstance(benign, HeadActivations):
+            raise TypeError(
+                f"calibrate takes the HeadActivations of benign prompts; got {type(benign).__name__}"
+            )
+        if benign.n_samples == 0:
+            raise ValueError("calibration needs benign activations; got none (collect some benign prompts)")
+        n_malicious = int((benign.labels != 0).sum())
+        if n_malicious:
+            first = benign.ids[int((benign.labels != 0).nonzero()[0])]
+            raise ValueError(
+                f"calibrate sets the threshold from benign prompts, but {n_malicious} of the {benign.n_samples} "
+                f"given are labelled malicious (e.g. {first!r}); pass only benign rows, e.g. "
+                "acts.select((acts.labels == 0).nonzero().flatten())"
+            )
         scores = self.score(benign)
         n = scores.numel()
-        if n == 0:
-            raise ValueError("calibration needs benign activations; got none")
         if target_fpr < 1.0 / n:
             raise ValueError(
                 f"target_fpr={target_fpr} cannot be reached or checked with {n} benign samples (the smallest "
@@ -211,18 +242,22 @@ class SafetyHeadGuard:
         self.check_activations(acts)
         return self.score_features(acts.features(self.heads))
 
-    def score_inputs(self, model: HookedVLM, inputs: VLMInputs) -> Float[Tensor, " batch"]:
-        """Score a prepared batch with one prefill forward that stops after the deepest safety head."""
+    def score_inputs(
+        self, model: HookedVLM, inputs: VLMInputs | str | Sequence[str]
+    ) -> Float[Tensor, " batch"]:
+        """Score a prepared batch (or text prompts) with one prefill forward that stops after the deepest
+        safety head. A non-finite score is reported as 1.0 (fail closed), or raises with ``nonfinite="raise"``."""
         self.check_model(model)
+        inputs = _as_batch(model, inputs)
         reading = GuardReading(self, stop_after_capture=True)
         reading.reader.read(model, inputs)
-        return reading.scores
+        return reading.scores.masked_fill(reading.nonfinite, 1.0)
 
     # ---- generation --------------------------------------------------------------------------------
     def generate(
         self,
         model: HookedVLM,
-        inputs: VLMInputs,
+        inputs: VLMInputs | str | Sequence[str],
         max_new_tokens: int = 64,
         *,
         policy: Policy = "refuse",
@@ -235,14 +270,15 @@ class SafetyHeadGuard:
 
         Args:
             model: the guarded model (must match the guard's provenance).
-            inputs: a prepared batch (``model.prepare``).
+            inputs: a prepared batch (``model.prepare``), or text prompts (prepared without images).
             max_new_tokens: decoding budget.
             policy: ``"refuse"``, ``"indicate"`` or ``"prefix"`` for flagged rows (see the module docstring).
             refusal_text, indicating_prompt, refusal_prefix: the texts each policy uses.
             **generate_kwargs: passed to ``model.generate_tokens`` (sampling settings, ``fwd_hooks``).
 
         Returns:
-            ``GuardedGeneration`` with ``texts``, ``flagged`` and ``scores`` per row.
+            ``GuardedGeneration`` with ``texts``, ``flagged`` and ``scores`` per row, and the count of
+            non-finite scores (flagged).
 
         Example:
             >>> out = guard.generate(model, model.prepare(prompts, images), max_new_tokens=64)
@@ -250,6 +286,7 @@ class SafetyHeadGuard:
         """
         check_policy(policy)
         self.check_model(model)
+        inputs = _as_batch(model, inputs)
         reading = GuardReading(self, stop_after_capture=False)
         forced: list[int] = []
         if policy == "prefix":
@@ -279,35 +316,62 @@ class SafetyHeadGuard:
             again = model.generate(warned, max_new_tokens, **generate_kwargs)
             for i, text in zip(rows, again, strict=True):
                 texts[i] = text
-        return GuardedGeneration(texts=texts, flagged=flagged, scores=reading.scores.tolist(), policy=policy)
+        return GuardedGeneration(
+            texts=texts,
+            flagged=flagged,
+            scores=reading.scores.tolist(),
+            policy=policy,
+            nonfinite=int(reading.nonfinite.sum()),
+        )
 
     @contextlib.contextmanager
     def attach_hf(
-        self, hf_model: nn.Module, policy: Literal["refuse", "prefix"] = "refuse", tokenizer: Any = None
+        self,
+        hf_model: nn.Module,
+        policy: Literal["refuse", "prefix"] = "refuse",
+        tokenizer: Any = None,
+        *,
+        allow_mismatch: bool = False,
     ) -> Iterator[HFGuardSession]:
         """Guard plain Hugging Face ``generate``: ``o_proj`` pre-hooks score the prefill, a logits processor
         applies the policy. Inputs must be left-padded (the last column is every row's decision position).
+
+        The model must be the one the guard was fitted on: its family, head shape and weight fingerprint
+        (``model_adapters.hf_identity``, computed as for a loaded model) are checked against the guard's
+        provenance, and a mismatch raises ``ValueError`` before any hook is attached. ``allow_mismatch=True``
+        attaches anyway and records what differed in ``session.mismatches``. While the block is open the
+        model's lock is held (``model_adapters.concurrency``): other threads' guarded or hooked calls on
+        this model wait, so each sees only its own hooks.
 
         Example:
             >>> with guard.attach_hf(hf_model, tokenizer=processor.tokenizer) as session:
             ...     out = hf_model.generate(**enc, logits_processor=[session.logits_processor])
             >>> session.flagged, session.scores
         """
-        architectures = list(getattr(hf_model.config, "architectures", None) or [])
-        family = family_for(architectures[0] if architectures else type(hf_model).__name__)
-        n_heads = self.provenance.get("n_heads")
-        session = HFGuardSession(self, policy, tokenizer, hf_model, int(n_heads) if n_heads else None)
+        identity = hf_identity(hf_model)
+        fields = tuple(k for k in IDENTITY_FIELDS if k in identity)
+        mismatches = identity_mismatches(self.provenance, identity, fields)
+        if mismatches and not allow_mismatch:
+            raise ValueError(
+                f"this guard does not fit this Hugging Face model: {'; '.join(mismatches)}; fit a guard on "
+                "activations of this model, or pass allow_mismatch=True to attach anyway (recorded)"
+            )
+        self.heads.check_fits(identity["n_layers"], identity["n_heads"])
+        family = family_for(identity["family"])
+        session = HFGuardSession(self, policy, tokenizer, hf_model, identity["n_heads"])
+        session.mismatches = mismatches
         attention = family.attention_layers(hf_model)
         o_projs: list[nn.Module] = [attention[layer].o_proj for layer in self.heads.layers]  # type: ignore[misc]
-        handles = [
-            o_proj.register_forward_pre_hook(session.pre_hook(layer))
-            for o_proj, layer in zip(o_projs, self.heads.layers, strict=True)
-        ]
-        try:
-            yield session
-        finally:
-            for handle in handles:
-                handle.remove()
+        with model_lock(hf_model):
+            handles = [
+                o_proj.register_forward_pre_hook(session.pre_hook(layer))
+                for o_proj, layer in zip(o_projs, self.heads.layers, strict=True)
+            ]
+            try:
+                yield session
+            finally:
+                for handle in handles:
+                    handle.remove()
 
     # ---- provenance --------------------------------------------------------------------------------
     def check_model(self, model: HookedVLM) -> None:
@@ -338,7 +402,13 @@ class SafetyHeadGuard:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SafetyHeadGuard:
-        """Rebuild a guard from ``to_dict`` output."""
+        """Rebuild a guard from ``to_dict`` output (checked like a saved guard: a clear error, never a KeyError)."""
+        if not isinstance(data, dict) or not isinstance(data.get("weight"), list):
+            raise ValueError(
+                "a guard dictionary needs 'weight' (a list of numbers), as SafetyHeadGuard.to_dict gives"
+            )
+        if isinstance(data.get("bias"), bool) or not isinstance(data.get("bias"), int | float):
+            raise ValueError(f"a guard dictionary needs 'bias' (a number); got {data.get('bias')!r}")
         return cls._from_meta(data, torch.tensor(data["weight"], dtype=torch.float32), float(data["bias"]))
 
     def _meta(self) -> dict[str, Any]:
@@ -350,22 +420,23 @@ class SafetyHeadGuard:
             "threshold": self.threshold,
             "provenance": self.provenance,
             "training": self.training,
+            "nonfinite": self.nonfinite,
         }
 
     @classmethod
-    def _from_meta(cls, meta: dict[str, Any], weight: Tensor, bias: float) -> SafetyHeadGuard:
-        if meta.get("format") != GUARD_FORMAT:
-            raise ValueError(
-                f"not a sahs_lens guard (format {meta.get('format')!r}, expected {GUARD_FORMAT!r})"
-            )
+    def _from_meta(
+        cls, meta: Any, weight: Tensor, bias: float, where: str = "the guard data"
+    ) -> SafetyHeadGuard:
+        check_guard(meta, weight, bias, where=where, fmt=GUARD_FORMAT, nonfinite=NONFINITE)
         return cls(
             HeadSet.from_dict(meta),
-            weight,
+            weight.float(),
             bias,
-            d_head=int(meta["d_head"]),
+            d_head=meta["d_head"],
             threshold=float(meta["threshold"]),
             provenance=meta["provenance"],
             training=meta["training"],
+            nonfinite=meta.get("nonfinite", "flag"),
         )
 
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
@@ -388,16 +459,20 @@ class SafetyHeadGuard:
     def load(cls, directory: str | Path, model: HookedVLM | None = None) -> SafetyHeadGuard:
         """Read a saved guard (safetensors + JSON: no code runs); with ``model=`` refuse it unless it fits."""
         directory = Path(directory)
-        if not (directory / GUARD_JSON).exists():
-            raise FileNotFoundError(
-                f"no {GUARD_JSON} in {directory}; is this a directory written by guard.save?"
-            )
-        meta = json.loads((directory / GUARD_JSON).read_text())
-        if not isinstance(meta, dict) or meta.get("format") != GUARD_FORMAT:
-            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-            raise ValueError(f"{directory / GUARD_JSON} is not a sahs_lens guard (format {found!r})")
-        tensors = load_file(str(directory / GUARD_TENSORS))
-        guard = cls._from_meta(meta, tensors["weight"], float(tensors["bias"].item()))
+        meta, weight, bias = read_guard(directory, json_name=GUARD_JSON, tensors_name=GUARD_TENSORS)
+        guard = cls._from_meta(meta, weight, bias, where=str(directory / GUARD_JSON))
         if model is not None:
             guard.check_model(model)
         return guard
+
+
+def _as_batch(model: HookedVLM, inputs: VLMInputs | str | Sequence[str]) -> VLMInputs:
+    """A prepared batch: text prompts are prepared (without images) so that every policy can re-read them."""
+    if isinstance(inputs, VLMInputs):
+        return inputs
+    if isinstance(inputs, str) or (isinstance(inputs, Sequence) and all(isinstance(p, str) for p in inputs)):
+        return model.prepare(inputs)
+    raise TypeError(
+        f"inputs must be a prepared batch (model.prepare(prompts, images)) or text prompts; got "
+        f"{type(inputs).__name__}"
+    )

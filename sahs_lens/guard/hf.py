@@ -38,6 +38,8 @@ class HFGuardSession:
                 raise ValueError("policy='prefix' needs tokenizer= to encode the refusal prefix")
             self.forced = tokenizer.encode(" " + REFUSAL_PREFIX, add_special_tokens=False)
         self.logits_processor = _HFLogitsProcessor(self)
+        self.mismatches: list[str] = []
+        """What differed from the guard's provenance when attached with ``allow_mismatch=True``."""
 
     def pre_hook(self, layer: int) -> Callable[[nn.Module, tuple[Tensor, ...]], None]:
         """A forward pre-hook for layer ``layer`` 's ``o_proj``: its input, reshaped to heads, is ``hook_z``."""

@@ -3,7 +3,7 @@
 The guard never runs a forward of its own during generation: it reads the safety heads through the shared
 ``DecisionReader`` while the prefill that produces the first token runs, concatenates them in the guard's
 head order (``k x d_head`` features) and scores them as soon as the deepest safety head has been read, so
-the policy is known before the first token is chosen.
+the policy is known before the first token is chosen. A score that is not finite is flagged (fail closed).
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ class HeadScorer(Protocol):
 
     heads: HeadSet
     d_head: int
+
+    @property
+    def nonfinite(self) -> str: ...
 
     @property
     def threshold(self) -> float: ...
@@ -48,6 +51,7 @@ class GuardReading:
             position[head.layer] += 1
         self.flagged = torch.zeros(0, dtype=torch.bool)
         self.scores = torch.zeros(0)
+        self.nonfinite = torch.zeros(0, dtype=torch.bool)
 
     def hooks(self) -> list[tuple[str, Callable[..., None]]]:
         return self.reader.hooks()
@@ -57,5 +61,14 @@ class GuardReading:
 
     def _score(self, values: dict[int, Tensor]) -> None:
         x = torch.stack([values[layer][:, column] for layer, column in self.columns], dim=1)
-        self.scores = self.guard.score_features(x.reshape(x.shape[0], -1)).cpu()
-        self.flagged = self.scores >= self.guard.threshold
+        scores = self.guard.score_features(x.reshape(x.shape[0], -1)).cpu()
+        nonfinite = ~torch.isfinite(scores)
+        if bool(nonfinite.any()) and self.guard.nonfinite == "raise":
+            rows = nonfinite.nonzero().flatten().tolist()
+            raise ValueError(
+                f"the guard's score is not finite for row(s) {rows} (NaN or inf in the safety heads' outputs, "
+                "e.g. fp16 overflow); run the model in float32 or bfloat16, or use nonfinite='flag'"
+            )
+        self.scores, self.nonfinite = scores, nonfinite
+        # fail closed: a score that is not a number is flagged (NaN >= t is False, so say it explicitly)
+        self.flagged = (scores >= self.guard.threshold) | nonfinite

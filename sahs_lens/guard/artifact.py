@@ -1,0 +1,93 @@
+"""Reading a saved guard: ``guard.json`` and ``guard.safetensors`` are checked before a guard is built.
+
+A guard decides which requests a model refuses, so its files are read as untrusted input
+(``sahs_lens.schema``): every key of ``guard.json`` has a type and a range (``threshold`` strictly inside
+(0, 1), ``d_head`` a positive int, ``provenance`` and ``training`` objects, ``nonfinite`` one of the
+policies), the weight must have ``len(heads) x d_head`` finite entries and the bias must be finite. A
+``provenance`` that lacks identity fields still loads, but fits no model (``check_model`` counts a
+missing field as a mismatch).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file
+from torch import Tensor
+
+from sahs_lens.schema import Rule, check, read_json
+
+__all__ = ["check_guard", "read_guard"]
+
+_HEAD = re.compile(r"\s*L\d+H\d+\s*", re.IGNORECASE)
+
+
+def _rules(fmt: str, nonfinite: tuple[str, ...]) -> dict[str, Rule]:
+    return {
+        "format": Rule(str, choices=(fmt,)),
+        "package_version": Rule(str, optional=True),
+        "heads": Rule(list, items=Rule(str, pattern=_HEAD)),
+        "d_head": Rule(int, gt=0),
+        "threshold": Rule(float, gt=0, lt=1),
+        "provenance": Rule(dict),
+        "training": Rule(dict),
+        "nonfinite": Rule(str, optional=True, choices=nonfinite),
+    }
+
+
+def read_guard(directory: Path, *, json_name: str, tensors_name: str) -> tuple[dict[str, Any], Tensor, float]:
+    """``(meta, weight, bias)`` read from a guard directory; a clear error naming the file otherwise."""
+    path = directory / json_name
+    if not path.exists():
+        raise FileNotFoundError(f"no {json_name} in {directory}; is this a directory written by guard.save?")
+    meta = read_json(path, what="a sahs_lens guard (written by guard.save)")
+    tensor_path = directory / tensors_name
+    if not tensor_path.is_file():
+        raise FileNotFoundError(f"{directory} has {json_name} but no {tensors_name}; save the guard again")
+    try:
+        tensors = load_file(str(tensor_path))
+    except Exception as error:  # safetensors raises its own error types for malformed files
+        raise ValueError(
+            f"{tensor_path} cannot be read as safetensors ({error}); save the guard again"
+        ) from None
+    weight, bias = tensors.get("weight"), tensors.get("bias")
+    if weight is None or bias is None or bias.numel() != 1:
+        raise ValueError(
+            f"{tensor_path} must hold 'weight' [features] and a one-element 'bias'; save the guard again"
+        )
+    return meta, weight, float(bias.item())
+
+
+def check_guard(
+    meta: Any, weight: Tensor, bias: float, *, where: str, fmt: str, nonfinite: tuple[str, ...]
+) -> None:
+    """Raise ``ValueError`` naming ``where`` unless ``meta``, ``weight`` and ``bias`` make a valid guard."""
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ValueError(f"{where} is not a sahs_lens guard (format {found!r}, expected {fmt!r})")
+    check(meta, _rules(fmt, nonfinite), file=where)
+    heads, d_head = meta["heads"], meta["d_head"]
+    expected = len(heads) * d_head
+    if weight.ndim != 1 or weight.numel() != expected or not weight.is_floating_point():
+        raise ValueError(
+            f"{where}: the weight must be {len(heads)} heads x d_head {d_head} = {expected} floats; got "
+            f"{weight.dtype} {tuple(weight.shape)}; the guard's files do not belong together: save it again"
+        )
+    if not bool(weight.isfinite().all()) or not math.isfinite(bias):
+        raise ValueError(f"{where}: the weight or bias holds NaN or inf; fit the guard again")
+    provenance = meta["provenance"]
+    if "d_head" in provenance and provenance["d_head"] != d_head:
+        raise ValueError(f"{where}: 'd_head' is {d_head} but provenance.d_head is {provenance['d_head']!r}")
+    layers, per_layer = provenance.get("n_layers"), provenance.get("n_heads")
+    for text in heads:
+        layer, head = (int(x) for x in re.findall(r"\d+", text))
+        if (isinstance(layers, int) and layer >= layers) or (
+            isinstance(per_layer, int) and head >= per_layer
+        ):
+            raise ValueError(
+                f"{where}: head {text.strip()} does not exist in the guard's own model "
+                f"({layers} layers x {per_layer} heads); the file is damaged"
+            )
