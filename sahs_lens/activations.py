@@ -7,35 +7,48 @@ decision position.
 
 ``collect_head_activations`` reads that column through ``sahs_lens.decision.DecisionReader`` (the same
 reader the guard uses): one small hook per layer keeps only the last column (never the whole cache), and
-the forward pass stops right after the deepest layer it needs, so collection costs at most one forward. With ``out=`` results stream to disk as safetensors
-shards; an interrupted run started again resumes after the last complete shard and ends with exactly the
-tensors an uninterrupted run gives.
+the forward pass stops right after the deepest layer it needs, so collection costs at most one forward.
+
+With ``out=`` results stream to disk as safetensors shards (``sahs_lens.shards``); an interrupted run
+started again resumes after the last verified shard and ends with exactly the tensors an uninterrupted run
+gives. Resuming trusts content, not names: the manifest records per sample a SHA-256 of its prompt and of
+its image (the file's bytes for a path; mode, size and RGB pixels for a PIL image) and its label, and a run
+whose samples changed in any of these (or came in another order) is refused, naming the first changed
+sample, before any forward runs. Stale rows are never returned.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from safetensors.torch import load_file, save_file
+from PIL import Image
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from model_adapters import HookedVLM
 from model_adapters.hook_names import HOOK_Z
+from model_adapters.images import open_image
 from sahs_lens._version import __version__
 from sahs_lens.decision import POSITION_RULE, DecisionReader
-from sahs_lens.head_activations import (
+from sahs_lens.head_activations import HeadActivations
+from sahs_lens.heads import HeadSet
+from sahs_lens.schema import sha256_file
+from sahs_lens.shards import (
     MANIFEST,
-    HeadActivations,
+    SHARD_PATTERN,
+    is_legacy,
     read_manifest,
+    read_shard,
     shard_name,
     write_manifest,
+    write_shard,
 )
-from sahs_lens.heads import HeadSet
 
 
 class SampleLike(Protocol):
@@ -95,7 +108,9 @@ def collect_head_activations(
         samples: ``Sample`` s (prompt, image or None, label, id, source).
         batch_size: prompts per prefill forward.
         dtype: storage dtype of the features (``torch.float16`` halves memory; NaN/inf are reported).
-        out: a directory to stream shards to; an unfinished run there is resumed, a finished one is loaded.
+        out: a directory to stream shards to; an unfinished run there is resumed, a finished one is loaded
+            (both only when the samples' prompts, images and labels are those the run recorded; a directory
+            written by an earlier sahs_lens without content hashes is never resumed: use a new out=).
         heads: only collect these heads (the others stay zero; the forward stops after their deepest layer).
         shard_size: samples per shard on disk (default: 16 batches).
         dataset: a name for the data, recorded in the provenance.
@@ -146,13 +161,16 @@ def collect_head_activations(
 
     directory = Path(out)
     run = {"batch_size": batch_size, "shard_size": shard_size, "n_samples": len(samples)}
-    done = _resume_point(directory, provenance, ids, run)
-    if done == n_shards and (directory / MANIFEST).exists() and read_manifest(directory)["complete"]:
+    content = sample_content(samples)
+    extra = {"run": run, "content": content}
+    shards, complete = _resume_point(directory, provenance, ids, sources, run, content)
+    done = len(shards)
+    if complete and done == n_shards:
         return HeadActivations.load(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    shards = [
-        {"file": shard_name(s), "n": min(shard_size, len(samples) - s * shard_size)} for s in range(done)
-    ]
+    if done == 0:  # a manifest before the first shard: a run killed from here on can be resumed
+        write_manifest(directory, provenance=provenance, shards=[], ids=ids, sources=sources,
+                       complete=False, extra=extra)  # fmt: skip
     bar = tqdm(
         total=len(samples),
         initial=done * shard_size,
@@ -169,21 +187,49 @@ def collect_head_activations(
             bar.update(len(chunk))
         z = torch.cat(parts)
         _check_finite_chunk(z, ids[lo:hi])
-        tmp = directory / (shard_name(s) + ".tmp")
-        save_file({"z": z.contiguous(), "labels": labels[lo:hi].contiguous()}, str(tmp))
-        tmp.replace(directory / shard_name(s))
-        shards.append({"file": shard_name(s), "n": hi - lo})
-        write_manifest(
-            directory,
-            provenance=provenance,
-            shards=shards,
-            ids=ids,
-            sources=sources,
-            complete=s == n_shards - 1,
-            extra={"run": run},
-        )
+        shards.append(write_shard(directory, s, z, labels[lo:hi], start=lo, ids=ids[lo:hi]))
+        write_manifest(directory, provenance=provenance, shards=shards, ids=ids, sources=sources,
+                       complete=s == n_shards - 1, extra=extra)  # fmt: skip
     bar.close()
+    if done == n_shards:  # every shard was there but the manifest did not say complete
+        write_manifest(directory, provenance=provenance, shards=shards, ids=ids, sources=sources,
+                       complete=True, extra=extra)  # fmt: skip
     return HeadActivations.load(directory)
+
+
+def sample_content(samples: Sequence[SampleLike]) -> dict[str, list[Any]]:
+    """Per sample, the SHA-256 of its prompt and of its image (None without one), and its label.
+
+    A path's image hash is the hash of the file's bytes; a PIL image's covers its mode, size and RGB
+    pixels (what the model sees). Recorded in the manifest so that resuming compares content, not ids.
+    """
+    prompts, images = [], []
+    for sample in samples:
+        prompts.append(hashlib.sha256(sample.prompt.encode("utf-8", "surrogatepass")).hexdigest())
+        images.append(_image_digest(sample))
+    return {"prompt_sha256": prompts, "image_sha256": images, "labels": [int(s.label) for s in samples]}
+
+
+def _image_digest(sample: SampleLike) -> str | None:
+    image = sample.image
+    if image is None:
+        return None
+    if isinstance(image, Image.Image):
+        rgb = open_image(image)
+        digest = hashlib.sha256(f"pil:{image.mode}:{image.size[0]}x{image.size[1]}:".encode())
+        digest.update(rgb.tobytes() if rgb is not None else b"")
+        return digest.hexdigest()
+    if isinstance(image, str | Path):
+        try:
+            return sha256_file(image)
+        except OSError as error:
+            raise ValueError(
+                f"sample {sample.id!r}: cannot read image file {image} ({type(error).__name__}: {error}); "
+                "check the path"
+            ) from None
+    raise TypeError(
+        f"sample {sample.id!r}: image must be a path, a PIL image or None; got {type(image).__name__}"
+    )
 
 
 class _LastPositionReader:
@@ -233,15 +279,47 @@ def _check_finite_chunk(z: Tensor, ids: Sequence[str]) -> None:
         )
 
 
-def _resume_point(directory: Path, provenance: dict[str, Any], ids: list[str], run: dict[str, Any]) -> int:
-    """How many shards in ``directory`` can be kept; raise if it holds a different run."""
-    if not (directory / MANIFEST).exists():
-        if directory.exists() and any(directory.iterdir()):
-            raise FileExistsError(
-                f"{directory} is not empty and holds no activations manifest; choose an empty or new directory"
-            )
-        return 0
+_LEFTOVER = re.compile(r"^(manifest\.json|z-\d{5}\.safetensors)\.tmp$")
+
+
+def _resume_point(
+    directory: Path,
+    provenance: dict[str, Any],
+    ids: list[str],
+    sources: list[str],
+    run: dict[str, Any],
+    content: dict[str, list[Any]],
+) -> tuple[list[dict[str, Any]], bool]:
+    """The manifest entries of the shards in ``directory`` that can be kept, and whether it is complete.
+
+    Raises if ``directory`` holds anything but this run: another run's files, other samples (by content),
+    or a directory written before content hashes existed. ``*.tmp`` files of a killed write are ignored;
+    an empty ``manifest.json`` (a crash before its data reached the disk) counts as no manifest.
+    """
+    manifest_path = directory / MANIFEST
+    torn = manifest_path.is_file() and manifest_path.stat().st_size == 0
+    if not manifest_path.exists() or torn:
+        if directory.exists():
+            others = [
+                p.name
+                for p in directory.iterdir()
+                if not (
+                    _LEFTOVER.match(p.name) or (torn and (p.name == MANIFEST or SHARD_PATTERN.match(p.name)))
+                )
+            ]
+            if others:
+                raise FileExistsError(
+                    f"{directory} is not empty and holds no activations manifest (found {sorted(others)[:3]}); "
+                    "choose an empty or new directory"
+                )
+        return [], False
     manifest = read_manifest(directory)
+    fix = "nothing was overwritten. Use another out= directory, or delete this one to start over"
+    if is_legacy(manifest) or "content" not in manifest:
+        raise ValueError(
+            f"{directory} holds activations that record no content hashes (written by an earlier sahs_lens "
+            f"or by HeadActivations.save), so resuming cannot tell whether they belong to these samples; {fix}"
+        )
     differences = []
     for key in sorted(set(provenance) | set(manifest["provenance"])):
         if key == "package_version":
@@ -253,22 +331,32 @@ def _resume_point(directory: Path, provenance: dict[str, Any], ids: list[str], r
     if manifest.get("run") != run:
         differences.append(f"run settings: {manifest.get('run')} there vs {run} now")
     if manifest["ids"] != ids:
-        differences.append("the sample ids differ")
+        same = sorted(manifest["ids"]) == sorted(ids)
+        differences.append("the same sample ids in another order" if same else "the sample ids differ")
+    elif manifest["sources"] != sources:
+        differences.append("the sample sources differ")
     if differences:
         raise ValueError(
-            f"{directory} holds activations from a different run ({'; '.join(differences)}); nothing was "
-            "overwritten. Use another out= directory, or delete this one to start over"
+            f"{directory} holds activations from a different run ({'; '.join(differences)}); {fix}"
         )
-    kept = 0
-    for shard in manifest["shards"]:
-        path = directory / shard["file"]
-        if not path.exists():
+    recorded = manifest["content"]
+    keys = {"prompt_sha256": "prompt", "image_sha256": "image", "labels": "label"}
+    for i, sample_id in enumerate(ids):
+        changed = [name for key, name in keys.items() if recorded[key][i] != content[key][i]]
+        if changed:
+            raise ValueError(
+                f"{directory} holds activations of other content: sample {sample_id!r} (#{i}) has a changed "
+                f"{' and '.join(changed)} since that run began, so its stored activations would be stale; {fix}"
+            )
+    kept: list[dict[str, Any]] = []
+    shard_size = run["shard_size"]
+    for s, shard in enumerate(manifest["shards"]):
+        expected_n = min(shard_size, len(ids) - s * shard_size)
+        if shard["file"] != shard_name(s) or shard["n"] != expected_n:
             break
         try:
-            n = load_file(str(path))["labels"].shape[0]
-        except Exception:  # a torn file from a crash: recompute it
+            read_shard(directory, manifest, s)
+        except ValueError:  # damaged since it was written: recompute it and what follows
             break
-        if n != shard["n"]:
-            break
-        kept += 1
-    return kept
+        kept.append(shard)
+    return kept, bool(manifest["complete"]) and len(kept) == len(manifest["shards"])

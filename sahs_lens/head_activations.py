@@ -7,13 +7,13 @@ the first generated token. Stacked over samples this is one tensor ``z`` of shap
 sample ids and sources, and a provenance record (model, checkpoint, template, hook, position rule, dtype,
 package version) that lets every later step refuse features from a different model.
 
-On disk a ``HeadActivations`` is a directory of safetensors shards plus ``manifest.json``; nothing in it
-executes code on load.
+On disk a ``HeadActivations`` is a directory of safetensors shards plus ``manifest.json``
+(``sahs_lens.shards``); nothing in it executes code on load, and nothing is used before it is checked:
+the manifest's schema, every shard's SHA-256 and place, and every count.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,17 +22,22 @@ from typing import Any
 
 import torch
 from jaxtyping import Float, Int
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from model_adapters.hook_names import HOOK_Z
 from model_adapters.identity import IDENTITY_FIELDS, check_identity
-from sahs_lens._version import __version__
 from sahs_lens.decision import POSITION_RULE
 from sahs_lens.heads import Head, HeadSet
+from sahs_lens.shards import (
+    FORMAT,
+    LEGACY_FORMAT,
+    MANIFEST,
+    read_manifest,
+    read_shard,
+    write_manifest,
+    write_shard,
+)
 
-MANIFEST = "manifest.json"
-FORMAT = "sahs_lens.head_activations/1"
 # Provenance fields that must agree before features from one run can be used with another run: the model's
 # identity (model_adapters.identity) and how the features were read.
 ARTIFACT_FIELDS = (*IDENTITY_FIELDS, "hook", "position_rule")
@@ -225,12 +230,9 @@ class HeadActivations:
         n_shards = max(1, math.ceil(self.n_samples / shard_size))
         for s in range(n_shards):
             lo, hi = s * shard_size, min(self.n_samples, (s + 1) * shard_size)
-            name = shard_name(s)
-            save_file(
-                {"z": self.z[lo:hi].contiguous(), "labels": self.labels[lo:hi].contiguous()},
-                str(directory / name),
+            shards.append(
+                write_shard(directory, s, self.z[lo:hi], self.labels[lo:hi], start=lo, ids=self.ids[lo:hi])
             )
-            shards.append({"file": name, "n": hi - lo})
         write_manifest(
             directory,
             provenance=self.provenance,
@@ -245,6 +247,10 @@ class HeadActivations:
     def load(cls, directory: str | Path, model: Any = None) -> HeadActivations:
         """Read a directory written by ``save`` or by ``collect_head_activations(out=...)``.
 
+        Everything is checked before it is used: the manifest's schema (``complete`` must be the boolean
+        true), every shard file name (confined to ``directory``), every shard's SHA-256, place and row
+        count; a check that fails raises ``ValueError`` naming the file and the shard. A directory from an
+        earlier sahs_lens (format ``.../1``, without checksums) still loads when it is finished.
         With ``model=`` (a ``HookedVLM``), refuse activations that another model or setup produced.
         """
         acts = cls._read(Path(directory))
@@ -267,10 +273,9 @@ class HeadActivations:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HeadActivations:
         """Rebuild activations from ``to_dict`` output."""
-        if data.get("format") != FORMAT:
-            raise ValueError(
-                f"not sahs_lens head activations (format {data.get('format')!r}, expected {FORMAT!r})"
-            )
+        if not isinstance(data, dict) or data.get("format") not in (FORMAT, LEGACY_FORMAT):
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise ValueError(f"not sahs_lens head activations (format {found!r}, expected {FORMAT!r})")
         return cls(
             z=torch.tensor(data["z"], dtype=getattr(torch, str(data["z_dtype"]))),
             labels=torch.tensor(data["labels"], dtype=torch.long),
@@ -282,63 +287,40 @@ class HeadActivations:
     @classmethod
     def _read(cls, directory: Path) -> HeadActivations:
         manifest = read_manifest(directory)
-        if not manifest.get("complete", False):
+        where = directory / MANIFEST
+        if manifest["complete"] is not True:
             raise ValueError(
                 f"{directory} holds an unfinished collection ({sum(s['n'] for s in manifest['shards'])} samples "
                 "so far); run collect_head_activations again with the same out= to finish it"
             )
-        zs, labels = [], []
-        for shard in manifest["shards"]:
-            tensors = load_file(str(directory / shard["file"]))
-            zs.append(tensors["z"])
-            labels.append(tensors["labels"])
+        if not manifest["shards"]:
+            raise ValueError(f"{where} lists no shards; the activations are damaged: collect again")
+        parts = [read_shard(directory, manifest, i) for i in range(len(manifest["shards"]))]
+        shape = tuple(parts[0][0].shape[1:])
+        for i, (z, _) in enumerate(parts):
+            if tuple(z.shape[1:]) != shape:
+                raise ValueError(
+                    f"shard shards[{i}] of {directory} has z of shape {tuple(z.shape)}, the first shard "
+                    f"[n, {', '.join(map(str, shape))}]; the shards do not belong together: collect again"
+                )
+        provenance = manifest["provenance"]
+        for key, size in zip(("n_layers", "n_heads", "d_head"), shape, strict=True):
+            if key in provenance and provenance[key] != size:
+                raise ValueError(
+                    f"{where}: provenance {key} is {provenance[key]!r} but the shards hold {size}; collect again"
+                )
+        labels = torch.cat([p[1] for p in parts]).long()
+        recorded = manifest.get("content", {}).get("labels")
+        if recorded is not None and labels.tolist() != recorded:
+            first = next(i for i, (a, b) in enumerate(zip(labels.tolist(), recorded, strict=True)) if a != b)
+            raise ValueError(
+                f"{directory}: the label of sample {manifest['ids'][first]!r} in its shard differs from the "
+                "manifest's; the activations are damaged: collect again"
+            )
         return cls(
-            z=torch.cat(zs),
-            labels=torch.cat(labels),
+            z=torch.cat([p[0] for p in parts]),
+            labels=labels,
             ids=manifest["ids"],
             sources=manifest["sources"],
-            provenance=manifest["provenance"],
+            provenance=provenance,
         )
-
-
-def shard_name(index: int) -> str:
-    return f"z-{index:05d}.safetensors"
-
-
-def write_manifest(
-    directory: Path,
-    *,
-    provenance: dict[str, Any],
-    shards: list[dict[str, Any]],
-    ids: list[str],
-    sources: list[str],
-    complete: bool,
-    extra: dict[str, Any] | None = None,
-) -> None:
-    """Atomically (write + rename) record which shards are finished."""
-    manifest = {
-        "format": FORMAT,
-        "package_version": __version__,
-        "complete": complete,
-        "provenance": provenance,
-        "shards": shards,
-        "ids": ids,
-        "sources": sources,
-    }
-    if extra:
-        manifest.update(extra)
-    tmp = directory / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    tmp.replace(directory / MANIFEST)
-
-
-def read_manifest(directory: Path) -> dict[str, Any]:
-    path = directory / MANIFEST
-    if not path.exists():
-        raise FileNotFoundError(f"no {MANIFEST} in {directory}; is this a directory of saved activations?")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT:
-        raise ValueError(
-            f"{path} is not a sahs_lens activations manifest (format {manifest.get('format')!r})"
-        )
-    return dict(manifest)

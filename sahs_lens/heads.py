@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, overload
 
 from model_adapters.hook_names import hook_z_name
+from sahs_lens.schema import read_json
 
 _HEAD_PATTERN = re.compile(r"^\s*L(\d+)H(\d+)\s*$", re.IGNORECASE)
 
@@ -143,6 +144,9 @@ class HeadSet(Sequence[Head]):
             raise ValueError(
                 f'a head set is {{"heads": ["L12H5", ...]}}; got {type(data).__name__} {data!r:.80}'
             )
+        bad = [h for h in data["heads"] if not isinstance(h, str)]
+        if bad:
+            raise ValueError(f'a head set is {{"heads": ["L12H5", ...]}} (strs); got also {bad[0]!r:.40}')
         return cls(Head.parse(h) for h in data["heads"])
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
@@ -164,15 +168,13 @@ class HeadSet(Sequence[Head]):
         With ``model=`` (a ``HookedVLM``), refuse heads that do not exist in that model.
         """
         file = _heads_file(path)
+        if not file.exists():
+            raise FileNotFoundError(f"no head set at {file}; write one with HeadSet.save")
+        data = read_json(file, what='a head set (JSON like {"heads": ["L12H5"]})', top=None)
         try:
-            data = json.loads(file.read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"no head set at {file}; write one with HeadSet.save") from None
-        except json.JSONDecodeError as error:
-            raise ValueError(
-                f'{file} is not a head set ({error}); expected JSON like {{"heads": ["L12H5"]}}'
-            ) from None
-        heads = cls.from_dict(data)
+            heads = cls.from_dict(data)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{file}: {error}") from None
         if model is not None:
             heads.check_fits(model.cfg.n_layers, model.cfg.n_heads)
         return heads

@@ -12,8 +12,10 @@ Three ways to carry it, all of them lossless:
 - ``to_dict`` / ``from_dict``: plain JSON-ready data (tensors as nested lists with their dtype and shape),
   ``ProbeSweep.from_dict(sweep.to_dict()) == sweep``;
 - ``save`` / ``load``: a directory with ``probe_sweep.safetensors`` (the tensors) and ``probe_sweep.json``
-  (everything else, and a readable summary). No pickle: loading executes no code. ``save`` refuses to
-  overwrite unless asked; ``load(directory, model=model)`` refuses a sweep made on another model;
+  (everything else, and a readable summary). No pickle: loading executes no code, and what is read is
+  checked first (``sahs_lens.schema``: keys, types and ranges of the JSON; tensor shapes against it).
+  ``save`` refuses to overwrite unless asked; ``load(directory, model=model)`` refuses a sweep made on
+  another model;
 - ``summary``: a short JSON-ready picture (per shot count the mean over heads, the best head, ...), for
   reports. It is a digest, not the sweep.
 """
@@ -36,6 +38,7 @@ from torch import Tensor
 from model_adapters.identity import check_identity
 from sahs_lens._version import __version__
 from sahs_lens.probes.shots import ShotSpec, _spec_text
+from sahs_lens.schema import Rule, check, read_json
 
 if TYPE_CHECKING:
     from model_adapters import HookedVLM
@@ -239,7 +242,7 @@ class ProbeSweep:
         if not isinstance(data.get("tensors"), Mapping):
             raise ValueError("the dictionary has no 'tensors' entry; pass the output of ProbeSweep.to_dict()")
         tensors = {name: _tensor_from_data(t, name) for name, t in data["tensors"].items()}
-        return cls._from_parts(tensors, data)
+        return cls._from_parts(tensors, data, where="the dictionary")
 
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
         """Write ``probe_sweep.safetensors`` (metrics, draws) and ``probe_sweep.json`` (everything else).
@@ -280,9 +283,20 @@ class ProbeSweep:
             raise FileNotFoundError(
                 f"no {SWEEP_JSON} in {directory}; is this a directory written by ProbeSweep.save?"
             )
-        meta = json.loads(path.read_text())
+        meta = read_json(path, what="a probe sweep (written by ProbeSweep.save)")
         _check_format(meta, str(path))
-        sweep = cls._from_parts(load_file(str(directory / SWEEP_TENSORS)), meta)
+        tensor_path = directory / SWEEP_TENSORS
+        if not tensor_path.is_file():
+            raise FileNotFoundError(
+                f"{directory} has {SWEEP_JSON} but no {SWEEP_TENSORS}; save the sweep again"
+            )
+        try:
+            tensors = load_file(str(tensor_path))
+        except Exception as error:  # safetensors raises its own error types for malformed files
+            raise ValueError(
+                f"{tensor_path} cannot be read as safetensors ({error}); save the sweep again"
+            ) from None
+        sweep = cls._from_parts(tensors, meta, where=str(path))
         if model is not None:
             sweep.check_model(model)
         return sweep
@@ -301,12 +315,16 @@ class ProbeSweep:
         return tensors
 
     @classmethod
-    def _from_parts(cls, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> ProbeSweep:
+    def _from_parts(cls, tensors: Mapping[str, Tensor], meta: Mapping[str, Any], *, where: str) -> ProbeSweep:
         missing = [key for key in _SETTINGS if key not in meta]
         missing += [f"tensor {key!r}" for key in ("accuracy", *(f"draws.{i}" for i in range(len(meta.get("shots", ())))))
                     if key not in tensors]  # fmt: skip
         if missing:
-            raise ValueError(f"the probe sweep lacks {', '.join(missing)}; it is incomplete, save it again")
+            raise ValueError(
+                f"{where}: the probe sweep lacks {', '.join(missing)}; it is incomplete, save it again"
+            )
+        check(dict(meta), _META_RULES, file=where)
+        _check_tensors(tensors, meta, where)
         return cls(
             accuracy=tensors["accuracy"], auroc=tensors.get("auroc"), f1=tensors.get("f1"),
             shots=[int(n) for n in meta["shots"]], shot_specs=[str(s) for s in meta["shot_specs"]],
@@ -315,6 +333,61 @@ class ProbeSweep:
             pool=meta["pool"], test_idx=meta["test_idx"], non_converged=list(meta["non_converged"]),
             sample_ids=list(meta["sample_ids"]),
         )  # fmt: skip
+
+
+_INDICES = Rule(list, nullable=True, items=Rule(int, ge=0))
+_META_RULES = {
+    "shots": Rule(list, items=Rule(int, ge=1)),
+    "shot_specs": Rule(list, items=Rule(str)),
+    "seed": Rule(int),
+    "C": Rule(float, gt=0),
+    "standardize": Rule(bool),
+    "provenance": Rule(dict),
+    "pool": _INDICES,
+    "test_idx": _INDICES,
+    "non_converged": Rule(list, items=Rule(int, ge=0)),
+    "sample_ids": Rule(list, items=Rule(str)),
+    "metrics": Rule(list, optional=True, items=Rule(str, choices=METRICS)),
+}
+
+
+def _check_tensors(tensors: Mapping[str, Tensor], meta: Mapping[str, Any], where: str) -> None:
+    """The tensors agree with the settings: ``[shots, repeats, layers, heads]`` metrics, ``[R, 2n]`` draws."""
+    shots = meta["shots"]
+    if len(meta["shot_specs"]) != len(shots) or len(meta["non_converged"]) not in (0, len(shots)):
+        raise ValueError(
+            f"{where}: 'shots' ({len(shots)}), 'shot_specs' ({len(meta['shot_specs'])}) and 'non_converged' "
+            f"({len(meta['non_converged'])}) must have one entry per shot count; save the sweep again"
+        )
+    accuracy = tensors["accuracy"]
+    if accuracy.ndim != 4 or accuracy.shape[0] != len(shots) or not accuracy.is_floating_point():
+        raise ValueError(
+            f"{where}: tensor 'accuracy' must be [shots={len(shots)}, repeats, layers, heads] floats; got "
+            f"{accuracy.dtype} {tuple(accuracy.shape)}; save the sweep again"
+        )
+    provenance = meta["provenance"]
+    for key, size in (("n_layers", accuracy.shape[2]), ("n_heads", accuracy.shape[3])):
+        if key in provenance and provenance[key] != size:
+            raise ValueError(f"{where}: provenance {key} is {provenance[key]!r} but 'accuracy' has {size}")
+    named = meta.get("metrics")
+    for metric in ("auroc", "f1"):
+        if metric in tensors and tensors[metric].shape != accuracy.shape:
+            raise ValueError(
+                f"{where}: tensor {metric!r} has shape {tuple(tensors[metric].shape)}, 'accuracy' "
+                f"{tuple(accuracy.shape)}; save the sweep again"
+            )
+        if named is not None and (metric in tensors) != (metric in named):
+            raise ValueError(f"{where}: 'metrics' lists {named} but the tensors hold {sorted(tensors)}")
+    n_samples = len(meta["sample_ids"])
+    for i, n in enumerate(shots):
+        draws = tensors[f"draws.{i}"]
+        if tuple(draws.shape) != (accuracy.shape[1], 2 * n) or draws.is_floating_point():
+            raise ValueError(
+                f"{where}: tensor 'draws.{i}' must be [repeats={accuracy.shape[1]}, 2 x {n} shots] indices; "
+                f"got {draws.dtype} {tuple(draws.shape)}; save the sweep again"
+            )
+        if n_samples and draws.numel() and not (int(draws.min()) >= 0 and int(draws.max()) < n_samples):
+            raise ValueError(f"{where}: tensor 'draws.{i}' holds indices outside the {n_samples} samples")
 
 
 def _check_format(meta: Mapping[str, Any], where: str) -> None:
@@ -330,12 +403,19 @@ def _tensor_to_data(t: Tensor) -> dict[str, Any]:
 
 
 def _tensor_from_data(data: Mapping[str, Any], name: str) -> Tensor:
+    check(data, _TENSOR_RULES, file="the dictionary", path=f"tensors.{name}")
     dtype = _DTYPES.get(str(data.get("dtype")))
     if dtype is None:
         raise ValueError(
             f"tensor {name!r} has dtype {data.get('dtype')!r}; expected one of {sorted(_DTYPES)}"
         )
-    return torch.tensor(data["values"], dtype=dtype).reshape([int(n) for n in data["shape"]])
+    try:
+        return torch.tensor(data["values"], dtype=dtype).reshape(data["shape"])
+    except (TypeError, ValueError, RuntimeError, OverflowError) as error:
+        raise ValueError(f"tensor {name!r} cannot be rebuilt from its values and shape ({error})") from None
+
+
+_TENSOR_RULES = {"dtype": Rule(str), "shape": Rule(list, items=Rule(int, ge=0)), "values": Rule(list)}
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -23,6 +23,7 @@ from sahs_lens.interventions import AblationCurve, PatchingResult
 from sahs_lens.organism.demo.config import DemoConfig
 from sahs_lens.organism.demo.stages import DemoActivations, GuardedRun, GuardFit, Ranking
 from sahs_lens.report import write_report
+from sahs_lens.schema import Rule, check, confined, read_json
 
 __all__ = [
     "CAPTIONS",
@@ -169,8 +170,19 @@ def write_demo_report(
     )
 
 
+_METRICS_RULES = {
+    "headline": Rule(list, items=Rule(dict)),
+    "examples": Rule(list, optional=True, items=Rule(dict)),
+}
+_META_RULES = {"provenance": Rule(dict), "captions": Rule(dict)}
+_ENTRY_RULES = {"title": Rule(str), "file": Rule(str)}
+
+
 def report_from_run(run_dir: str | Path) -> Path:
     """Rebuild ``report.html`` of a demo run from its saved figures and metrics.
+
+    The run's JSON files are checked before use (``sahs_lens.schema``) and every figure file named in
+    ``figures/index.json`` must lie inside ``figures/``.
 
     Example:
         >>> report_from_run("sahs_out")  # doctest: +SKIP
@@ -182,12 +194,19 @@ def report_from_run(run_dir: str | Path) -> Path:
         raise FileNotFoundError(
             f"{run} holds no demo run (expected {FIGURE_DIR}/index.json and metrics.json)"
         )
-    metrics = json.loads((run / "metrics.json").read_text())
-    meta = json.loads((run / "report_meta.json").read_text())
-    figures = {
-        entry["title"]: pio.from_json((run / FIGURE_DIR / entry["file"]).read_text())
-        for entry in json.loads(index_path.read_text())
-    }
+    metrics = read_json(run / "metrics.json", what="a demo run's metrics")
+    check(metrics, _METRICS_RULES, file=run / "metrics.json")
+    meta = read_json(run / "report_meta.json", what="a demo run's report metadata")
+    check(meta, _META_RULES, file=run / "report_meta.json")
+    index = read_json(index_path, what="a demo run's figure index", top=list)
+    figures = {}
+    for i, entry in enumerate(index):
+        check(entry, _ENTRY_RULES, file=index_path, path=f"[{i}]")
+        path = confined(run / FIGURE_DIR, entry["file"], file=index_path, key=f"[{i}].file")
+        try:
+            figures[entry["title"]] = go.Figure(read_json(path, what="a plotly figure (JSON)"))
+        except (TypeError, ValueError) as error:  # plotly refuses what is not a figure with a ValueError
+            raise ValueError(f"{path} is not a plotly figure: {str(error)[:300]}") from None
     return write_report(
         run,
         title=TITLE,

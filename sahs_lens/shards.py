@@ -1,0 +1,246 @@
+"""How ``HeadActivations`` lie on disk: safetensors shards, and a manifest that vouches for every one of them.
+
+A directory of activations is ``manifest.json`` plus shards ``z-00000.safetensors``, ``z-00001...``, each
+holding ``z [n, layer, head_index, d_head]`` and ``labels [n]`` for a contiguous run of samples. The
+manifest lists the shards in order, and for each one records:
+
+- ``file`` (a plain name, confined to the directory: ``sahs_lens.schema.confined``) and ``n``, its rows;
+- ``start``, the index of its first sample, and ``ids_sha256``, a hash of the ids of its samples: the same
+  two values are written into the shard's own safetensors metadata, so a shard in the wrong place (two
+  files swapped, two entries swapped) is recognised;
+- ``sha256``, the checksum of the file, verified before the file is used: a flipped byte or a torn write
+  refuses with a message naming the shard.
+
+A collection (``collect_head_activations(out=...)``) also records ``content``: per sample a SHA-256 of its
+prompt and of its image and its label, so that a resumed run can tell whether its samples are still the
+ones whose rows are on disk. Every write is atomic (a ``.tmp`` file, fsync, rename), so a run killed at
+any moment leaves either the old file or the new one, plus at most a stale ``*.tmp`` that the next run
+ignores.
+
+Directories written before checksums existed (format ``sahs_lens.head_activations/1``) still load when
+finished (nothing in them can be verified beyond shapes and counts), but are never resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save_file
+from torch import Tensor
+
+from sahs_lens._version import __version__
+from sahs_lens.schema import SHA256_HEX, Rule, check, confined, read_json, sha256_file
+
+MANIFEST = "manifest.json"
+FORMAT = "sahs_lens.head_activations/2"
+LEGACY_FORMAT = "sahs_lens.head_activations/1"
+SHARD_PATTERN = re.compile(r"^z-\d{5}\.safetensors$")
+
+_SHARD = {
+    "file": Rule(str),
+    "n": Rule(int, ge=0),
+    "start": Rule(int, ge=0),
+    "sha256": Rule(str, pattern=SHA256_HEX),
+    "ids_sha256": Rule(str, pattern=SHA256_HEX),
+}
+_LEGACY_SHARD = {"file": Rule(str), "n": Rule(int, ge=0)}
+_CONTENT = {
+    "prompt_sha256": Rule(list, items=Rule(str, pattern=SHA256_HEX)),
+    "image_sha256": Rule(list, items=Rule(str, pattern=SHA256_HEX, nullable=True)),
+    "labels": Rule(list, items=Rule(int, choices=(0, 1))),
+}
+_RUN = {"batch_size": Rule(int, ge=1), "shard_size": Rule(int, ge=1), "n_samples": Rule(int, ge=0)}
+
+
+def _manifest_rules(legacy: bool) -> dict[str, Rule]:
+    return {
+        "format": Rule(str, choices=(FORMAT, LEGACY_FORMAT)),
+        "package_version": Rule(str, optional=True),
+        "complete": Rule(bool),
+        "provenance": Rule(dict),
+        "shards": Rule(list, items=Rule(dict, keys=_LEGACY_SHARD if legacy else _SHARD)),
+        "ids": Rule(list, items=Rule(str)),
+        "sources": Rule(list, items=Rule(str)),
+        "run": Rule(dict, optional=True, keys=_RUN),
+        "content": Rule(dict, optional=True, keys=_CONTENT),
+    }
+
+
+def shard_name(index: int) -> str:
+    return f"z-{index:05d}.safetensors"
+
+
+def ids_digest(ids: Sequence[str]) -> str:
+    """SHA-256 of a list of sample ids (JSON, ASCII-escaped, so any str hashes)."""
+    return hashlib.sha256(json.dumps(list(ids)).encode("ascii")).hexdigest()
+
+
+def is_legacy(manifest: dict[str, Any]) -> bool:
+    return bool(manifest["format"] == LEGACY_FORMAT)
+
+
+def write_shard(
+    directory: Path, index: int, z: Tensor, labels: Tensor, *, start: int, ids: Sequence[str]
+) -> dict[str, Any]:
+    """Atomically write shard ``index`` (rows ``start .. start + len(z)``); its manifest entry."""
+    name = shard_name(index)
+    id_hash = ids_digest(ids)
+    tmp = directory / (name + ".tmp")
+    save_file(
+        {"z": z.contiguous(), "labels": labels.contiguous()},
+        str(tmp),
+        metadata={"start": str(start), "ids_sha256": id_hash},
+    )
+    _fsync(tmp)
+    digest = sha256_file(tmp)
+    tmp.replace(directory / name)
+    return {"file": name, "n": int(z.shape[0]), "start": start, "ids_sha256": id_hash, "sha256": digest}
+
+
+def write_manifest(
+    directory: Path,
+    *,
+    provenance: dict[str, Any],
+    shards: list[dict[str, Any]],
+    ids: list[str],
+    sources: list[str],
+    complete: bool,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Atomically (write, fsync, rename) record which shards are finished."""
+    manifest = {
+        "format": FORMAT,
+        "package_version": __version__,
+        "complete": complete,
+        "provenance": provenance,
+        "shards": shards,
+        "ids": ids,
+        "sources": sources,
+    }
+    if extra:
+        manifest.update(extra)
+    tmp = directory / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    _fsync(tmp)
+    tmp.replace(directory / MANIFEST)
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """Read and check ``manifest.json``: its schema, and that shards, ids and content agree in length."""
+    path = directory / MANIFEST
+    if not path.exists():
+        raise FileNotFoundError(f"no {MANIFEST} in {directory}; is this a directory of saved activations?")
+    manifest = read_json(path, what="an activations manifest (written by collect_head_activations or save)")
+    if manifest.get("format") not in (FORMAT, LEGACY_FORMAT):
+        raise ValueError(
+            f"{path} is not a sahs_lens activations manifest (format {manifest.get('format')!r}, expected "
+            f"{FORMAT!r})"
+        )
+    check(manifest, _manifest_rules(is_legacy(manifest)), file=path)
+    shards = manifest["shards"]
+    total = sum(s["n"] for s in shards)
+    n_ids = len(manifest["ids"])
+    if total > n_ids or (manifest["complete"] and total != n_ids):
+        raise ValueError(
+            f"{path}: 'ids' has {n_ids} entries but the shards hold {total} samples; the manifest is "
+            "damaged: collect again"
+        )
+    lengths = {"sources": len(manifest["sources"])}
+    lengths.update({f"content.{k}": len(v) for k, v in manifest.get("content", {}).items()})
+    if "run" in manifest:
+        lengths["run.n_samples"] = manifest["run"]["n_samples"]
+    for key, length in lengths.items():
+        if length != n_ids:
+            raise ValueError(
+                f"{path}: {key!r} has {length} entries but 'ids' has {n_ids}; the manifest is damaged: "
+                "collect again"
+            )
+    names = [s["file"] for s in shards]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise ValueError(
+            f"{path}: shard file {dup!r} is listed twice; the manifest is damaged: collect again"
+        )
+    if not is_legacy(manifest):
+        start = 0
+        for i, shard in enumerate(shards):
+            if shard["start"] != start:
+                raise ValueError(
+                    f"{path}: 'shards[{i}].start' is {shard['start']} but the shards before it hold {start} "
+                    "samples: the shards are out of order or missing; collect again"
+                )
+            start += shard["n"]
+    return dict(manifest)
+
+
+def read_shard(directory: Path, manifest: dict[str, Any], index: int) -> tuple[Tensor, Tensor]:
+    """``(z, labels)`` of shard ``index`` of ``manifest``, verified; ``ValueError`` naming it otherwise.
+
+    Checks: the name stays inside ``directory``; the file's SHA-256, start and ids hash match the manifest
+    (format 2); the file holds ``z [n, L, H, D]`` (floating) and ``labels [n]`` (integers) with ``n`` rows.
+    """
+    entry = manifest["shards"][index]
+    where = f"{directory / MANIFEST}"
+    path = confined(directory, entry["file"], file=where, key=f"shards[{index}].file")
+    name = f"shard shards[{index}] ({entry['file']}) of {directory}"
+    if not path.is_file():
+        raise ValueError(f"{name} is missing; the activations are incomplete: collect again")
+    raw = path.read_bytes()
+    if not is_legacy(manifest):
+        if hashlib.sha256(raw).hexdigest() != entry["sha256"]:
+            raise ValueError(
+                f"{name} fails its SHA-256 check: the file changed after it was written (damaged, truncated "
+                "or replaced); collect again (or restore the file)"
+            )
+        meta = _metadata(raw, name)
+        lo = entry["start"]
+        expected = {"start": str(lo), "ids_sha256": ids_digest(manifest["ids"][lo : lo + entry["n"]])}
+        if meta != expected or entry["ids_sha256"] != expected["ids_sha256"]:
+            raise ValueError(
+                f"{name} holds other samples than the manifest says (it records {meta}, the manifest "
+                f"expects {expected}): shards were swapped or moved; collect again"
+            )
+    try:
+        tensors = load_bytes(raw)
+    except Exception as error:  # safetensors raises its own error types for malformed files
+        raise ValueError(f"{name} cannot be read as safetensors ({error}); collect again") from None
+    z, labels = tensors.get("z"), tensors.get("labels")
+    n = entry["n"]
+    if z is None or labels is None or z.ndim != 4 or not z.is_floating_point():
+        raise ValueError(
+            f"{name} must hold 'z' [n, layer, head, d_head] (float) and 'labels' [n]; collect again"
+        )
+    if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise ValueError(
+            f"{name}: 'labels' must be a 1-D integer tensor; got {labels.dtype} {tuple(labels.shape)}"
+        )
+    if z.shape[0] != n or labels.shape[0] != n:
+        raise ValueError(
+            f"{name} holds {z.shape[0]} rows of z and {labels.shape[0]} labels but the manifest says n = {n}; "
+            "collect again"
+        )
+    return z, labels
+
+
+def _metadata(raw: bytes, name: str) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file's header (the file's checksum is already verified)."""
+    try:
+        size = int.from_bytes(raw[:8], "little")
+        header = json.loads(raw[8 : 8 + size])
+        meta = header.get("__metadata__") or {}
+        return {k: meta[k] for k in ("start", "ids_sha256") if k in meta}
+    except (ValueError, AttributeError, RecursionError):
+        raise ValueError(f"{name} has an unreadable safetensors header; collect again") from None
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb+") as handle:
+        os.fsync(handle.fileno())
