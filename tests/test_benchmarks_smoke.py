@@ -34,6 +34,9 @@ ROW_KEYS = {
     "adapter": {"kind", "batch", "raw_s", "hooked_s", "ratio", "cpu_ratio"},
     "scaling": {"sweep", "x", "median_s", "cpu_s", "peak_mb"},
 }
+CONCURRENT_KEYS = {
+    "threads", "prompts", "sequential_pps", "threaded_pps", "ratio", "cpu_ratio", "same_output",
+}  # fmt: skip
 TABLE_MARKERS = {
     "collection": "HEADLINE collect / forward throughput",
     "guard": "HEADLINE guarded / unguarded generation",
@@ -103,6 +106,21 @@ def test_correctness_checks_hold(smoke_run: tuple[subprocess.CompletedProcess[st
     assert guard["headline"]["same_output"] is True
     adapter = json.loads(next(out.glob("adapter-tiny-*.json")).read_text())
     assert adapter["headline"]["parity"] is True
+
+
+@pytest.mark.slow
+def test_guard_concurrent_row(smoke_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    """The guard's concurrent row: 1, 2 and 4 threads on one model, every threaded result as sequential."""
+    done, out = smoke_run
+    guard = json.loads(next(out.glob("guard-tiny-*.json")).read_text())
+    rows = guard["concurrent"]
+    assert [row["threads"] for row in rows] == [1, 2, 4]
+    for row in rows:
+        assert not CONCURRENT_KEYS - set(row), f"concurrent row misses {CONCURRENT_KEYS - set(row)}"
+        assert row["same_output"] is True and row["threaded_runs_checked"] >= 1
+    assert guard["headline"]["concurrent_same_output"] is True
+    assert set(guard["headline"]["concurrent_ratio_by_threads"]) == {"1", "2", "4"}
+    assert "threaded / sequential throughput" in done.stdout
 
 
 @pytest.mark.slow
