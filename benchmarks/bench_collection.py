@@ -38,6 +38,7 @@ from models import BenchModel
 from reporting import format_table, publish, verdict
 from samples import bench_samples
 
+from model_adapters.structure import find_language_model
 from sahs_lens.activations import collect_head_activations
 from sahs_lens.data import Sample
 
@@ -68,7 +69,7 @@ def run_with_cache(bm: BenchModel, samples: Sequence[Sample], batch_size: int) -
 
 def run_paper(bm: BenchModel, samples: Sequence[Sample], batch_size: int) -> None:
     """o_proj pre-hooks on the plain Hugging Face model, one sample per forward, one ``torch.save`` per sample."""
-    attention = bm.vlm.family.attention_layers(bm.raw)
+    attention = find_language_model(bm.raw).attention
     store: dict[int, torch.Tensor] = {}
 
     def pre_hook(layer: int) -> Callable[..., None]:

@@ -1,17 +1,17 @@
 """``HookedVLM``: one vision-language model, reached only through TransformerLens hook names.
 
-A ``HookedVLM`` holds a TransformerLens ``TransformerBridge`` around a live Hugging Face model, the
-model's processor, and a prompt template. The bridge adds ``HookPoint`` s to the Hugging Face modules
-without converting or folding any weight, so the numbers are Hugging Face's own; every attention head's
-output is reachable as ``blocks.{l}.attn.hook_z`` with shape ``[batch, pos, n_heads, d_head]`` (also under
-grouped-query attention).
+A ``HookedVLM`` holds a live Hugging Face model behind a *backend* (``model_adapters.backends``: ``"hf"``,
+the unmodified model with hook points, or ``"bridge"``, TransformerLens' ``TransformerBridge``), the
+model's processor, and a prompt template. Neither backend converts or folds any weight, so the numbers are
+Hugging Face's own; every attention head's output is reachable as ``blocks.{l}.attn.hook_z`` with shape
+``[batch, pos, n_heads, d_head]`` (also under grouped-query attention), on either backend.
 
 The surface is small on purpose: ``prepare`` turns prompts and images into a left-padded ``VLMInputs``
 batch (left padding puts every row's last prompt token in the last column: the decision position), and
 ``__call__`` / ``run_with_cache`` / ``run_with_hooks`` / ``hooks`` / ``generate`` run it. Hooks are only
 attached inside context managers and are removed when the block exits, also on error. ``generate`` is a
-greedy (or sampling) decoding loop with a KV cache that reproduces Hugging Face ``generate`` token for
-token while any hooks stay active on every step.
+greedy (or sampling) decode that gives Hugging Face ``generate``'s tokens (on the ``hf`` backend it *is*
+Hugging Face ``generate``) while any hooks stay active on every step.
 """
 
 from __future__ import annotations
@@ -29,18 +29,14 @@ from PIL import Image
 from torch import Tensor
 from transformer_lens.ActivationCache import ActivationCache
 
+from model_adapters.backends import Backend, Decoding, FwdHook, LogitsProcessor
 from model_adapters.concurrency import model_lock
 from model_adapters.images import ImageLike, open_image
 from model_adapters.registry import Family, Template
-from model_adapters.sampling import pick_tokens
 from model_adapters.text_safety import control_strings, safe_user_text
 
-HookFn = Callable[..., Any]
-FwdHook = tuple[str | Callable[[str], bool], HookFn]
 CACHE_OPTIONS = ("pos_slice", "remove_batch_dim", "return_cache_object", "stop_at_layer", "use_cache")
 """The TransformerLens ``run_with_cache`` options (and ``use_cache``, the forward's) ``run_with_cache`` passes on."""
-# A logits processor for generate: (step, generated tokens so far [batch, step], logits [batch, vocab]) -> logits
-LogitsProcessor = Callable[[int, Tensor, Tensor], Tensor]
 
 
 @dataclass(frozen=True)
@@ -60,10 +56,13 @@ class VLMConfig:
     dtype: str
     device: str
     checkpoint: str
+    backend: str = "bridge"
 
     def identity(self) -> dict[str, Any]:
-        """The fields an artifact must agree with to be used on this model."""
+        """The fields an artifact must agree with to be used on this model (``backend`` is recorded, not
+        compared: both backends give the same activations)."""
         return {
+            "backend": self.backend,
             "model_name": self.model_name,
             "checkpoint": self.checkpoint,
             "family": self.family,
@@ -136,15 +135,15 @@ class Generation:
 class HookedVLM:
     """A vision-language model with TransformerLens hooks; see the module docstring.
 
-    Build one with ``model_adapters.load_vlm``. Attributes: ``bridge`` (the ``TransformerBridge``),
-    ``hf_model`` (the wrapped Hugging Face model, shared with the bridge), ``processor``, ``tokenizer``,
+    Build one with ``model_adapters.load_vlm``. Attributes: ``backend`` (``"hf"`` or ``"bridge"``, see
+    ``model_adapters.backends``), ``hf_model`` (the Hugging Face model), ``processor``, ``tokenizer``,
     ``family`` and ``cfg`` (a ``VLMConfig``).
     """
 
     def __init__(
-        self, bridge: Any, processor: Any, family: Family, template: Template, cfg: VLMConfig
+        self, backend: Backend, processor: Any, family: Family, template: Template, cfg: VLMConfig
     ) -> None:
-        self.bridge = bridge
+        self._backend = backend
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "left"
@@ -169,7 +168,22 @@ class HookedVLM:
     # ---- identity ------------------------------------------------------------------------------------
     @property
     def hf_model(self) -> torch.nn.Module:
-        return self.bridge.original_model  # type: ignore[no-any-return]
+        return self._backend.hf_model
+
+    @property
+    def backend(self) -> str:
+        """The backend's name: ``"hf"`` or ``"bridge"``."""
+        return self._backend.name
+
+    @property
+    def bridge(self) -> Any:
+        """The ``TransformerBridge`` (bridge backend only)."""
+        if self._backend.name != "bridge":
+            raise AttributeError(
+                "this model runs on the 'hf' backend, which has no TransformerBridge; load it with "
+                "load_vlm(..., backend='bridge') for the bridge"
+            )
+        return self._backend.bridge  # type: ignore[attr-defined]
 
     @property
     def device(self) -> torch.device:
@@ -183,13 +197,15 @@ class HookedVLM:
         c = self.cfg
         return (
             f"HookedVLM({c.model_name!r}, family={c.family}, template={c.template}, {c.n_layers} layers x "
-            f"{c.n_heads} heads x d_head {c.d_head}, {c.dtype} on {c.device})"
+            f"{c.n_heads} heads x d_head {c.d_head}, {c.dtype} on {c.device}, backend={c.backend})"
         )
 
     def with_template(self, template: str) -> HookedVLM:
         """The same model and weights with another prompt template."""
         tpl = self.family.template(template)
-        return HookedVLM(self.bridge, self.processor, self.family, tpl, replace(self.cfg, template=tpl.name))
+        return HookedVLM(
+            self._backend, self.processor, self.family, tpl, replace(self.cfg, template=tpl.name)
+        )
 
     # ---- inputs --------------------------------------------------------------------------------------
     def format_prompt(self, prompt: str, has_image: bool) -> str:
@@ -237,6 +253,8 @@ class HookedVLM:
         # user text is text: control-token strings typed by the user are defused (model_adapters.text_safety)
         # (except in the raw template, whose prompt is the caller's own conversation text)
         controls = () if self.template.control_tokens_in_prompt else self._control_strings
+        if self.template.control_tokens_in_prompt:
+            _check_image_tokens(prompts, loaded, getattr(self.processor, "image_token", None))
         texts = [
             self.format_prompt(safe_user_text(p, controls), im is not None)
             for p, im in zip(prompts, loaded, strict=True)
@@ -270,19 +288,17 @@ class HookedVLM:
     def _forward_kwargs(self, inputs: VLMInputs) -> dict[str, Any]:
         """Keyword arguments of a single forward: no KV cache (a prefill-only pass would build one and drop
         it: ~2x the peak memory of collection on a 16-layer model)."""
-        return {
-            "attention_mask": inputs.attention_mask,
-            "position_ids": inputs.position_ids,
-            "use_cache": False,
-            **inputs.model_kwargs,
-        }
+        kwargs: dict[str, Any] = {"attention_mask": inputs.attention_mask, "use_cache": False}
+        if self.family.positions == "mask":  # what HF generate gives a left-padded prefill
+            kwargs["position_ids"] = inputs.position_ids
+        return {**kwargs, **inputs.model_kwargs}
 
     # ---- running -------------------------------------------------------------------------------------
     def __call__(self, inputs: VLMInputs | str | Sequence[str]) -> Float[Tensor, "batch pos d_vocab"]:
         """Logits for a prepared batch (prompts are prepared without images)."""
         batch = self._as_inputs(inputs)
         with self.lock, torch.no_grad():
-            return self.bridge(batch.input_ids, **self._forward_kwargs(batch))  # type: ignore[no-any-return]
+            return self._backend.forward(batch.input_ids, **self._forward_kwargs(batch))
 
     def run_with_cache(
         self,
@@ -310,7 +326,7 @@ class HookedVLM:
         elif isinstance(names_filter, Sequence):
             self.check_hook_names(list(names_filter))
         with self.lock, torch.no_grad():
-            return self.bridge.run_with_cache(  # type: ignore[no-any-return]
+            return self._backend.run_with_cache(
                 batch.input_ids, names_filter=names_filter, **{**self._forward_kwargs(batch), **kwargs}
             )
 
@@ -333,17 +349,22 @@ class HookedVLM:
             ...     texts = model.generate(batch, max_new_tokens=16)
         """
         self.check_hook_names([name for name, _ in fwd_hooks if isinstance(name, str)])
-        with self.lock, self.bridge.hooks(fwd_hooks=list(fwd_hooks)):
+        with self.lock, self._backend.hooks(list(fwd_hooks)):
             yield self
+
+    @property
+    def hook_dict(self) -> dict[str, Any]:
+        """``{hook name: HookPoint}`` of the backend (TransformerLens' name for it)."""
+        return dict(self._backend.hook_dict)
 
     @property
     def hook_names(self) -> list[str]:
         """Every hook name this model exposes."""
-        return sorted(self.bridge.hook_dict)
+        return sorted(self._backend.hook_dict)
 
     def check_hook_names(self, names: Sequence[str]) -> None:
         """Raise ``ValueError`` for an unknown hook name, suggesting the nearest valid ones."""
-        valid = self.bridge.hook_dict
+        valid = self._backend.hook_dict
         for name in names:
             if name not in valid:
                 near = difflib.get_close_matches(name, list(valid), n=3, cutoff=0.6)
@@ -423,54 +444,24 @@ class HookedVLM:
             raise ValueError(
                 f"temperature must be > 0 when sampling; got {temperature} (use do_sample=False)"
             )
-        generator = None
-        if do_sample:
-            generator = torch.Generator(device=self.device)
-            generator.manual_seed(0 if seed is None else seed)
-        n = batch.batch_size
-        device = batch.input_ids.device
-        eos = torch.tensor(self.eos_token_ids, device=device, dtype=torch.long)
-        finished = torch.zeros(n, dtype=torch.bool, device=device)
-        generated = torch.empty(n, 0, dtype=torch.long, device=device)
-        step_ids = batch.input_ids
-        mask = batch.attention_mask
-        positions = batch.position_ids
-        extra: dict[str, Any] = dict(batch.model_kwargs)
-        past: Any = None
+        decoding = Decoding(
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            stop_at_eos=stop_at_eos,
+            eos_token_ids=tuple(self.eos_token_ids),
+            pad_token_id=self.pad_token_id,
+            prefill_hooks=list(prefill_hooks),
+            logits_processor=logits_processor,
+            decode_kwargs=self.family.decode_kwargs,
+        )
+        self.check_hook_names([name for name, _ in prefill_hooks if isinstance(name, str)])
+        model_kwargs = {"attention_mask": batch.attention_mask, **batch.model_kwargs}
         with self.lock, self.hooks(fwd_hooks), torch.no_grad():
-            for step in range(max_new_tokens):
-                with self.hooks(prefill_hooks if step == 0 else ()):
-                    logits, past = self.bridge(
-                        step_ids,
-                        attention_mask=mask,
-                        position_ids=positions,
-                        past_key_values=past,
-                        use_cache=True,
-                        return_type="logits_and_cache",
-                        **extra,
-                    )
-                if past is None:
-                    raise RuntimeError(
-                        "the model returned no KV cache; this transformers version is not supported by the "
-                        "TransformerLens bridge (transformers 5.24.0 renamed the cache argument). Install "
-                        "transformers<5.24"
-                    )
-                next_logits = logits[:, -1, :].float()
-                if logits_processor is not None:
-                    next_logits = logits_processor(step, generated, next_logits)
-                next_tokens = pick_tokens(next_logits, do_sample, temperature, top_k, top_p, generator)
-                if stop_at_eos:
-                    next_tokens = torch.where(
-                        finished, torch.full_like(next_tokens, self.pad_token_id), next_tokens
-                    )
-                    finished |= torch.isin(next_tokens, eos)
-                generated = torch.cat([generated, next_tokens[:, None]], dim=1)
-                if stop_at_eos and bool(finished.all()):
-                    break
-                step_ids = next_tokens[:, None]
-                mask = torch.cat([mask, torch.ones_like(step_ids)], dim=1)
-                positions = positions[:, -1:] + 1
-                extra = {k: v for k, v in batch.model_kwargs.items() if k in self.family.decode_kwargs}
+            generated, finished = self._backend.generate(batch.input_ids, model_kwargs, decoding)
         texts = self.decode(generated)
         return Generation(tokens=generated, texts=texts, finished=finished.tolist())
 
@@ -481,3 +472,18 @@ class HookedVLM:
             cut = next((i for i, t in enumerate(row) if t in self.eos_token_ids), len(row))
             texts.append(self.tokenizer.decode(row[:cut], skip_special_tokens=True).strip())
         return texts
+
+
+def _check_image_tokens(
+    prompts: Sequence[str], images: Sequence[Image.Image | None], token: str | None
+) -> None:
+    """In a prompt the caller writes (the raw template), one image token per image given."""
+    if not token:
+        return
+    for i, (prompt, image) in enumerate(zip(prompts, images, strict=True)):
+        found, given = prompt.count(token), int(image is not None)
+        if found > given:
+            raise ValueError(
+                f"prompt {i} has {found} image tokens ({token}) but {given} image was given for it; this "
+                f"template places one image per prompt: write {given} {token} into the prompt"
+            )

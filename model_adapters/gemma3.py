@@ -30,7 +30,6 @@ Templates:
 
 from __future__ import annotations
 
-from model_adapters.llava import language_model_attention
 from model_adapters.registry import (
     Family,
     chat_template,
@@ -50,7 +49,7 @@ GEMMA3 = Family(
         "raw": raw_template("<start_of_image>"),
     },
     default_template="chat",
-    attention_layers=language_model_attention,
+    bridge=True,
     processor_images=per_prompt_processor_images,
     aliases=("gemma-3",),
 )

@@ -33,23 +33,12 @@ Templates:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from torch import nn
-
 from model_adapters.registry import (
     Family,
     chat_template,
     per_prompt_processor_images,
     raw_template,
 )
-
-
-def text_model_attention(hf_model: nn.Module) -> Sequence[nn.Module]:
-    """The self-attention module of every language-model layer (``model.text_model.layers[i].self_attn``)."""
-    layers = hf_model.model.text_model.layers  # type: ignore[union-attr]
-    return [layer.self_attn for layer in layers]  # type: ignore[union-attr]
-
 
 IDEFICS3 = Family(
     name="idefics3",
@@ -61,7 +50,7 @@ IDEFICS3 = Family(
         "raw": raw_template("<image>"),
     },
     default_template="chat",
-    attention_layers=text_model_attention,
+    bridge=True,
     processor_images=per_prompt_processor_images,
     aliases=("idefics-3",),
 )

@@ -13,10 +13,7 @@ the first generated token.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
-
-from torch import nn
 
 from model_adapters.registry import Family, Template, chat_template, raw_template
 
@@ -38,12 +35,6 @@ VICUNA_V1 = Template(
 )
 
 
-def language_model_attention(hf_model: nn.Module) -> Sequence[nn.Module]:
-    """The self-attention module of every language-model layer (``model.language_model.layers[i].self_attn``)."""
-    layers = hf_model.model.language_model.layers  # type: ignore[union-attr]
-    return [layer.self_attn for layer in layers]  # type: ignore[union-attr]
-
-
 LLAVA = Family(
     name="llava",
     architectures=("LlavaForConditionalGeneration",),
@@ -53,6 +44,6 @@ LLAVA = Family(
         "raw": raw_template("<image>"),
     },
     default_template="llava-hf",
-    attention_layers=language_model_attention,
+    bridge=True,
     aliases=("llava-1.5",),
 )

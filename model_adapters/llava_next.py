@@ -30,7 +30,7 @@ Templates:
 
 from __future__ import annotations
 
-from model_adapters.llava import VICUNA_V1, language_model_attention
+from model_adapters.llava import VICUNA_V1
 from model_adapters.registry import Family, chat_template, raw_template
 
 LLAVA_NEXT = Family(
@@ -46,6 +46,6 @@ LLAVA_NEXT = Family(
         "raw": raw_template("<image>"),
     },
     default_template="chat",
-    attention_layers=language_model_attention,
+    bridge=True,
     aliases=("llava-next", "llava-1.6"),
 )

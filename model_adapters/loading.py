@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from model_adapters.backends import BACKENDS, Backend, choose_backend
+from model_adapters.backends.bridge import BridgeBackend
+from model_adapters.backends.hf import HFBackend
 from model_adapters.base import HookedVLM, VLMConfig
 from model_adapters.families import family_for
+from model_adapters.structure import find_language_model
 
 
 @contextlib.contextmanager
@@ -87,41 +92,42 @@ def load_vlm(
     template: str | None = None,
     hf_model: nn.Module | None = None,
     processor: Any = None,
+    backend: str = "auto",
+    full_hooks: bool = False,
 ) -> HookedVLM:
     """Load a vision-language model and wrap it as a ``HookedVLM``.
 
     Args:
-        source: a Hugging Face hub id (``"llava-hf/llava-1.5-7b-hf"``) or a local checkpoint directory.
-            With ``hf_model=`` it is only the name recorded in provenance (and where a processor is loaded
-            from when ``processor=`` is not given).
-        device: where the model runs.
+        source: a Hugging Face hub id (``"llava-hf/llava-1.5-7b-hf"``: any string that is not an existing
+            path) or a local checkpoint directory. With ``hf_model=`` it is only the name recorded in
+            provenance (and where a processor is loaded from when ``processor=`` is not given).
+        device: where the model runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``).
         dtype: parameter dtype; default ``torch.float32`` (use ``torch.float16``/``bfloat16`` on GPUs).
         template: prompt template name (see ``model.family.templates``); default: the family's.
-        hf_model: an already loaded Hugging Face model to wrap (it is modified in place: eager attention).
+        hf_model: an already loaded Hugging Face model to wrap (the bridge backend modifies it in place).
         processor: the matching processor, when ``hf_model`` is given and ``source`` holds none.
+        backend: ``"hf"`` (the Hugging Face model with hook points; every family), ``"bridge"``
+            (TransformerLens' TransformerBridge; the families it supports) or ``"auto"``: the bridge when
+            ``full_hooks=True`` and it supports the family, ``"hf"`` otherwise (``model_adapters.backends``).
+        full_hooks: ask for TransformerLens' full hook vocabulary (``hook_q``, ``hook_resid_pre``, ...).
 
     Example:
         >>> model = load_vlm("llava-hf/llava-1.5-7b-hf", device="cuda", dtype=torch.float16)
     """
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-    name = str(source)
-    local = Path(name).expanduser()
-    if local.is_dir():
-        name = str(local)
-    elif name.startswith((".", "/", "~")) or local.suffix:
-        raise ValueError(f"checkpoint directory {local} does not exist; pass a local directory or a hub id")
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    target = check_device(device)
+    name, local = _resolve_source(source)
     dtype = torch.float32 if dtype is None else dtype
     if hf_model is not None:
         config = hf_model.config
     else:
         try:
             config = AutoConfig.from_pretrained(name)
-        except OSError as exc:
-            raise ValueError(
-                f"cannot load a model config from {name!r}: {exc}. Pass a local checkpoint directory, or a hub "
-                "id that is in the local Hugging Face cache when running offline"
-            ) from exc
+        except (OSError, ValueError) as exc:
+            raise ValueError(_not_found(name, local, exc)) from exc
     architectures = list(getattr(config, "architectures", None) or [])
     if not architectures:
         raise ValueError(
@@ -130,6 +136,7 @@ def load_vlm(
         )
     family = family_for(architectures[0])
     tpl = family.template(template)
+    chosen = choose_backend(backend, family, full_hooks=full_hooks)
     if processor is None:
         try:
             processor = AutoProcessor.from_pretrained(name)
@@ -139,32 +146,102 @@ def load_vlm(
             ) from exc
     if hf_model is None:
         loaded = AutoModelForImageTextToText.from_pretrained(name, dtype=dtype, attn_implementation="eager")
-        hf_model = loaded.to(torch.device(device))  # type: ignore[arg-type]
+        hf_model = loaded.to(target)  # type: ignore[arg-type]
     hf_model.eval()
-
-    from transformer_lens.model_bridge import TransformerBridge
-
-    with no_runtime_installs():
-        bridge = TransformerBridge.boot_transformers(
-            name, hf_model=hf_model, tokenizer=processor.tokenizer, device=str(device), dtype=dtype
-        )
-    bridge.processor = processor
+    checkpoint = checkpoint_fingerprint(hf_model)
+    language_model = find_language_model(hf_model)
     text_config = hf_model.config.get_text_config()  # type: ignore[union-attr,operator]
-    n_heads = int(bridge.cfg.n_heads)
-    d_model = int(bridge.cfg.d_model)
+    if chosen == "bridge":
+        from transformer_lens.model_bridge import TransformerBridge
+
+        with no_runtime_installs():
+            bridge = TransformerBridge.boot_transformers(
+                name, hf_model=hf_model, tokenizer=processor.tokenizer, device=str(target), dtype=dtype
+            )
+        bridge.processor = processor
+        wrapped: Backend = BridgeBackend(bridge)
+        n_layers, n_heads, d_head = int(bridge.cfg.n_layers), int(bridge.cfg.n_heads), int(bridge.cfg.d_head)
+        d_model, d_vocab = int(bridge.cfg.d_model), int(bridge.cfg.d_vocab)
+    else:
+        wrapped = HFBackend(hf_model, language_model)
+        n_layers, n_heads, d_head = len(language_model.layers), language_model.n_heads, language_model.d_head
+        d_model = int(text_config.hidden_size)
+        d_vocab = int(hf_model.get_output_embeddings().weight.shape[0])  # type: ignore[operator,union-attr]
     cfg = VLMConfig(
         model_name=name,
         family=family.name,
         template=tpl.name,
-        n_layers=int(bridge.cfg.n_layers),
+        n_layers=n_layers,
         n_heads=n_heads,
-        d_head=int(bridge.cfg.d_head),
+        d_head=d_head,
         d_model=d_model,
         n_key_value_heads=int(getattr(text_config, "num_key_value_heads", None) or n_heads),
-        d_vocab=int(bridge.cfg.d_vocab),
+        d_vocab=d_vocab,
         n_ctx=int(getattr(text_config, "max_position_embeddings", 0) or 10**9),
         dtype=str(next(hf_model.parameters()).dtype).replace("torch.", ""),
         device=str(next(hf_model.parameters()).device),
-        checkpoint=checkpoint_fingerprint(hf_model),
+        checkpoint=checkpoint,
+        backend=chosen,
     )
-    return HookedVLM(bridge, processor, family, tpl, cfg)
+    return HookedVLM(wrapped, processor, family, tpl, cfg)
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device``, or a clear ``ValueError`` if this machine does not have it."""
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"{device!r} is not a device name; use 'cpu', 'cuda', 'cuda:1' or 'mps'") from exc
+    if target.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {str(device)!r} asks for CUDA, but this torch has no CUDA device available "
+                f"(torch {torch.__version__}, built with CUDA: {torch.version.cuda or 'no'}); use device='cpu', "
+                "or install a CUDA build of torch on a machine with a GPU"
+            )
+        if target.index is not None and target.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {str(device)!r} does not exist: this machine has {torch.cuda.device_count()} CUDA "
+                f"device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+            )
+    elif target.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(
+            f"device {str(device)!r} asks for Apple MPS, which this machine does not have; use 'cpu'"
+        )
+    elif target.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device type {target.type!r} is not supported; use 'cpu', 'cuda' or 'mps'")
+    return target
+
+
+def _resolve_source(source: str | Path) -> tuple[str, Path | None]:
+    """``(name, local path or None)``: an existing directory is local; a string that looks like a path
+    (``./x``, ``/x``, ``~/x``, or a Path object) but does not exist is an error; anything else is a hub id."""
+    if isinstance(source, Path):
+        if not source.expanduser().is_dir():
+            raise ValueError(
+                f"checkpoint directory {source} does not exist; pass a local directory or a hub id"
+            )
+        return str(source.expanduser()), source.expanduser()
+    name = str(source)
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return str(local), local
+    if name.startswith((".", "/", "~")):
+        raise ValueError(f"checkpoint directory {local} does not exist; pass a local directory or a hub id")
+    return name, None
+
+
+def _not_found(name: str, local: Path | None, exc: Exception) -> str:
+    if local is not None:
+        return f"cannot load a model config from the directory {name!r}: {exc}"
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    why = (
+        "HF_HUB_OFFLINE is set, so nothing is downloaded"
+        if offline
+        else "the download failed or the hub could not be reached"
+    )
+    return (
+        f"{name!r} is read as a Hugging Face hub id, and it is not in the local Hugging Face cache ({why}: "
+        f"{type(exc).__name__}). Download it once with network access (huggingface-cli download {name}), "
+        "or pass the path of a local checkpoint directory (e.g. load_vlm('/models/llava-1.5-7b-hf'))"
+    )

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from PIL import Image
-from torch import nn
 
 ImageBatch = Sequence["Image.Image | None"]
 
@@ -108,20 +107,26 @@ class Family:
         name: short family name (``"llava"``).
         architectures: Hugging Face ``config.architectures`` names this family handles.
         templates: named prompt templates; ``default_template`` is used when none is asked for.
-        attention_layers: ``hf_model -> [attention module per language-model layer]`` (each has ``o_proj``).
         processor_images: turns one image-or-None per prompt into the processor's ``images=`` argument.
         decode_kwargs: model kwargs (from the processor) that must also be passed on decode steps;
             everything else (pixel values, image sizes) is used at prefill only, as Hugging Face does.
+        positions: ``"mask"``: a single forward gets ``position_ids`` counted over real tokens (what Hugging
+            Face ``generate`` gives a left-padded prefill); ``"model"``: none are passed and the model
+            computes its own (Qwen's 3-D mRoPE must: 2-D ids would give image tokens text positions).
+        bridge: TransformerLens' bridge can wrap this family (``load_vlm(..., backend="bridge")``).
+
+    Where the language model's attention is is found by structure (``model_adapters.structure``).
     """
 
     name: str
     architectures: tuple[str, ...]
     templates: dict[str, Template]
     default_template: str
-    attention_layers: Callable[[nn.Module], Sequence[nn.Module]]
     processor_images: Callable[[ImageBatch], dict[str, Any]] = default_processor_images
     decode_kwargs: tuple[str, ...] = ()
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    positions: Literal["mask", "model"] = "mask"
+    bridge: bool = False
 
     def template(self, name: str | None) -> Template:
         if name is None:

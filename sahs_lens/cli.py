@@ -37,6 +37,13 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         "--dtype", default="float32", choices=DTYPES, help="parameter dtype (default: float32)"
     )
     group.add_argument("--template", default=None, help="prompt template (default: the family's)")
+    group.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "hf", "bridge"),
+        help="hf: the Hugging Face model with hook points (every family); bridge: TransformerLens' "
+        "TransformerBridge (full hook vocabulary); auto: hf (default)",
+    )
     group.add_argument("--batch-size", type=int, default=8, help="prompts per forward (default: 8)")
 
 
@@ -49,8 +56,8 @@ def _load_model(args: argparse.Namespace) -> Any:
     if args.model == "organism":
         from sahs_lens.organism import load_organism
 
-        return load_organism(device=args.device, dtype=dtype, template=args.template)
-    return load_vlm(args.model, device=args.device, dtype=dtype, template=args.template)
+        return load_organism(device=args.device, dtype=dtype, template=args.template, backend=args.backend)
+    return load_vlm(args.model, device=args.device, dtype=dtype, template=args.template, backend=args.backend)
 
 
 def _load_samples(specs: Sequence[str], image_size: int | None = None) -> list[Any]:

@@ -29,9 +29,10 @@ from jaxtyping import Float
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from model_adapters import HookedVLM, VLMInputs, family_for, hf_identity
+from model_adapters import HookedVLM, VLMInputs, hf_identity
 from model_adapters.concurrency import model_lock
 from model_adapters.identity import IDENTITY_FIELDS, check_identity, identity_mismatches
+from model_adapters.structure import find_language_model
 from sahs_lens._version import __version__
 from sahs_lens.guard.artifact import check_guard, read_guard
 from sahs_lens.guard.hf import HFGuardSession
@@ -357,10 +358,9 @@ class SafetyHeadGuard:
                 "activations of this model, or pass allow_mismatch=True to attach anyway (recorded)"
             )
         self.heads.check_fits(identity["n_layers"], identity["n_heads"])
-        family = family_for(identity["family"])
         session = HFGuardSession(self, policy, tokenizer, hf_model, identity["n_heads"])
         session.mismatches = mismatches
-        attention = family.attention_layers(hf_model)
+        attention = find_language_model(hf_model).attention
         o_projs: list[nn.Module] = [attention[layer].o_proj for layer in self.heads.layers]  # type: ignore[misc]
         with model_lock(hf_model):
             handles = [

@@ -52,12 +52,12 @@ def test_corrupt_and_missing_image_files_are_named(model, tmp_path: Path) -> Non
 
 def test_unknown_architecture_lists_supported_families(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="llava"):
-        family_for("PaliGemmaForConditionalGeneration")
+        family_for("FooVisionForConditionalGeneration")
     path = build_tiny_checkpoint("llava", tmp_path / "ck")
     config = json.loads((path / "config.json").read_text())
-    config["architectures"] = ["PaliGemmaForConditionalGeneration"]
+    config["architectures"] = ["FooVisionForConditionalGeneration"]
     (path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match="unsupported model family or architecture 'PaliGemma"):
+    with pytest.raises(ValueError, match="unsupported model family or architecture 'FooVision"):
         load_vlm(path)
     assert "llava" in supported_families()
 
@@ -87,7 +87,7 @@ def test_prompt_longer_than_context() -> None:
 
 
 def count_hooks(model) -> int:  # type: ignore[no-untyped-def]
-    return sum(len(hp.fwd_hooks) for hp in model.bridge.hook_dict.values())
+    return sum(len(hp.fwd_hooks) for hp in model.hook_dict.values())
 
 
 def test_hook_that_raises_leaves_no_hook_attached(model) -> None:  # type: ignore[no-untyped-def]
@@ -134,3 +134,95 @@ def test_install_pulls_no_vision_extras_for_torch() -> None:
     import importlib.util
 
     assert importlib.util.find_spec("torch" + "vision") is None
+
+
+# ---- backends, hub ids, devices (issue: one seam for every model) -------------------------------------
+
+
+def test_unknown_backend_lists_the_backends() -> None:
+    with pytest.raises(ValueError, match="unknown backend 'tl'; choose one of auto, bridge, hf"):
+        load_vlm(build_tiny_checkpoint("llava"), backend="tl")
+
+
+def test_bridge_for_a_family_it_cannot_wrap_suggests_hf() -> None:
+    from model_adapters.backends import choose_backend
+    from model_adapters.registry import Family
+
+    orphan = Family("orphan", ("OrphanForConditionalGeneration",), {}, "chat", bridge=False)
+    with pytest.raises(ValueError, match="cannot wrap the orphan family.*supports .*llava.*backend='hf'"):
+        choose_backend("bridge", orphan, full_hooks=False)
+    assert choose_backend("auto", orphan, full_hooks=True) == "hf"
+    assert choose_backend("auto", family_for("llava"), full_hooks=True) == "bridge"
+    assert choose_backend("auto", family_for("llava"), full_hooks=False) == "hf"
+
+
+def test_auto_backend_and_repr_name_the_backend() -> None:
+    path = build_tiny_checkpoint("llava")
+    assert load_vlm(path).backend == "hf" and "backend=hf" in repr(load_vlm(path))
+    full = load_vlm(path, full_hooks=True)
+    assert full.backend == "bridge" and "blocks.0.hook_resid_pre" in full.hook_names
+    with pytest.raises(AttributeError, match="'hf' backend, which has no TransformerBridge"):
+        load_vlm(path).bridge  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    "hub_id", ["llava-hf/llava-1.5-7b-hf", "llava-hf/llava-v1.6-mistral-7b-hf", "org/model"]
+)
+def test_a_hub_id_is_read_as_a_hub_id(hub_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ValueError) as info:
+        load_vlm(hub_id)
+    message = str(info.value)
+    assert f"{hub_id!r} is read as a Hugging Face hub id" in message
+    assert "not in the local Hugging Face cache" in message and "HF_HUB_OFFLINE is set" in message
+    assert "local checkpoint directory" in message and "does not exist" not in message
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("gpu", "not a device name"),
+        ("cuda", "asks for CUDA"),
+        ("cuda:3", "CUDA"),
+        ("mps", "MPS"),
+    ],
+)
+def test_a_device_this_machine_lacks_is_a_clear_error(device: str, message: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match=message):
+        load_vlm(build_tiny_checkpoint("llava"), device=device)
+
+
+def test_an_architecture_with_no_hookable_attention_says_what_is_missing() -> None:
+    from torch import nn
+
+    from model_adapters.structure import find_language_model
+
+    class NoAttention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = nn.ModuleList(nn.Linear(2, 2) for _ in range(2))
+
+    with pytest.raises(ValueError, match=r"self_attn\.o_proj.*supported_families"):
+        find_language_model(NoAttention())
+
+
+def test_hf_backend_cache_names_the_hook_an_analysis_needs() -> None:
+    model = load_vlm(build_tiny_checkpoint("llava"), backend="hf")
+    batch = model.prepare(["hi"])
+    _, cache = model.run_with_cache(batch, names_filter=lambda n: n.endswith("hook_z"), pos_slice=-1)
+    assert tuple(cache["blocks.0.attn.hook_z"].shape) == (1, 1, model.cfg.n_heads, model.cfg.d_head)
+    for analysis in ("stack_head_results", "accumulated_resid", "decompose_resid", "logit_attrs"):
+        with pytest.raises(NotImplementedError, match=f"{analysis} needs .*backend='bridge'"):
+            getattr(cache, analysis)()
+    _, full = load_vlm(build_tiny_checkpoint("llava"), backend="bridge").run_with_cache(batch)
+    assert full.stack_head_results(layer=-1).shape[0] > 0  # the bridge has what the analysis needs
+
+
+def test_more_images_in_a_raw_prompt_than_given(images) -> None:  # type: ignore[no-untyped-def]
+    raw = load_tiny("llava").with_template("raw")
+    with pytest.raises(ValueError, match="2 image tokens .* 1 image"):
+        raw.prepare(["USER: <image> <image> two? ASSISTANT:"], images=[images[0]])

@@ -11,18 +11,23 @@ import pytest
 import torch
 from transformers import AutoModelForImageTextToText
 
-from model_adapters import HookedVLM, load_vlm
+from model_adapters import HookedVLM, family_for, load_vlm
+from model_adapters.structure import find_language_model
 from model_adapters.testing import build_tiny_checkpoint, tiny_families
 
 FAMILIES = tiny_families()
+# every family on the hf backend, and on the bridge where TransformerLens supports it
+CASES = [(f, "hf") for f in FAMILIES] + [(f, "bridge") for f in FAMILIES if family_for(f).bridge]
 TOL = 1e-5
 PROMPTS = ["How do I bake bread?", "Write a poem about the sea and the sky, please.", "hi"]
 
 
-@pytest.fixture(scope="module", params=FAMILIES)
+@pytest.fixture(scope="module", params=CASES, ids=[f"{f}-{b}" for f, b in CASES])
 def pair(request: pytest.FixtureRequest) -> tuple[HookedVLM, torch.nn.Module]:
-    path = build_tiny_checkpoint(request.param)
-    model = load_vlm(path)
+    family, backend = request.param
+    path = build_tiny_checkpoint(family)
+    model = load_vlm(path, backend=backend)
+    assert model.backend == backend
     reference = AutoModelForImageTextToText.from_pretrained(
         path, attn_implementation="eager", dtype=torch.float32
     ).eval()
@@ -30,17 +35,18 @@ def pair(request: pytest.FixtureRequest) -> tuple[HookedVLM, torch.nn.Module]:
 
 
 def hf_logits(reference: torch.nn.Module, batch) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """What Hugging Face gives the batch: positions counted over real tokens (as its generate does for a
+    left-padded prefill), except for mRoPE families, which compute their own from the mask."""
+    family = family_for(reference.config.architectures[0])
+    positions = {"position_ids": batch.position_ids} if family.positions == "mask" else {}
     with torch.no_grad():
         return reference(
-            input_ids=batch.input_ids,
-            attention_mask=batch.attention_mask,
-            position_ids=batch.position_ids,
-            **batch.model_kwargs,
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, **positions, **batch.model_kwargs
         ).logits
 
 
 def o_proj(model: HookedVLM, reference: torch.nn.Module, layer: int) -> torch.nn.Module:
-    return model.family.attention_layers(reference)[layer].o_proj  # type: ignore[no-any-return]
+    return find_language_model(reference).attention[layer].o_proj  # type: ignore[no-any-return]
 
 
 def test_single_prompt_logits_match(pair, images) -> None:  # type: ignore[no-untyped-def]
@@ -169,19 +175,19 @@ def test_greedy_generation_matches_hf(pair, images, mode: str) -> None:  # type:
         assert len(seen_steps) == expected.shape[1]
 
 
-def test_bf16_runs_end_to_end(images) -> None:  # type: ignore[no-untyped-def]
-    for family in FAMILIES:
-        model = load_vlm(build_tiny_checkpoint(family), dtype=torch.bfloat16)
-        batch = model.prepare(PROMPTS[:2], images=[images[0], None])
-        assert (
-            batch.model_kwargs.get("pixel_values") is None
-            or batch.model_kwargs["pixel_values"].dtype == torch.bfloat16
-        )
-        logits, cache = model.run_with_cache(batch, names_filter="blocks.0.attn.hook_z")
-        assert torch.isfinite(logits.float()).all()
-        assert cache["blocks.0.attn.hook_z"].dtype == torch.bfloat16
-        texts = model.generate(batch, max_new_tokens=4)
-        assert len(texts) == 2
+@pytest.mark.parametrize(("family", "backend"), CASES)
+def test_bf16_runs_end_to_end(images, family: str, backend: str) -> None:  # type: ignore[no-untyped-def]
+    model = load_vlm(build_tiny_checkpoint(family), dtype=torch.bfloat16, backend=backend)
+    batch = model.prepare(PROMPTS[:2], images=[images[0], None])
+    assert (
+        batch.model_kwargs.get("pixel_values") is None
+        or batch.model_kwargs["pixel_values"].dtype == torch.bfloat16
+    )
+    logits, cache = model.run_with_cache(batch, names_filter="blocks.0.attn.hook_z")
+    assert torch.isfinite(logits.float()).all()
+    assert cache["blocks.0.attn.hook_z"].dtype == torch.bfloat16
+    texts = model.generate(batch, max_new_tokens=4)
+    assert len(texts) == 2
 
 
 def test_exactly_one_bos_per_row(pair, images) -> None:  # type: ignore[no-untyped-def]
@@ -193,3 +199,24 @@ def test_exactly_one_bos_per_row(pair, images) -> None:  # type: ignore[no-untyp
     batch = model.prepare(PROMPTS, images=[images[0], None, images[1]])
     counts = (batch.input_ids == bos).sum(-1).tolist()
     assert counts == [1, 1, 1]
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if family_for(f).bridge])
+def test_collected_activations_are_identical_on_both_backends(family: str, images) -> None:  # type: ignore[no-untyped-def]
+    from sahs_lens import collect_head_activations
+    from sahs_lens.data import Sample
+
+    path = build_tiny_checkpoint(family)
+    samples = [
+        Sample(p, im, i % 2, "test", f"s{i}")
+        for i, (p, im) in enumerate(zip(PROMPTS, [images[0], None, images[2]], strict=True))
+    ]
+    acts = {
+        backend: collect_head_activations(
+            load_vlm(path, backend=backend), samples, batch_size=2, progress=False
+        )
+        for backend in ("hf", "bridge")
+    }
+    assert torch.equal(acts["hf"].z, acts["bridge"].z)
+    assert acts["hf"].provenance["backend"] == "hf" and acts["bridge"].provenance["backend"] == "bridge"
+    acts["hf"].check_compatible(acts["bridge"])  # the backend is recorded, not compared

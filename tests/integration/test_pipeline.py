@@ -5,12 +5,12 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import pytest
 
-from model_adapters.testing import load_tiny
+from model_adapters.testing import load_tiny, tiny_families
 from sahs_lens import plotting
 from sahs_lens.activations import collect_head_activations
-from sahs_lens.data import load_bundled
+from sahs_lens.data import Sample, load_bundled
 from sahs_lens.guard import SafetyHeadGuard
-from sahs_lens.interventions import ablation_curve, patching_sweep
+from sahs_lens.interventions import ablate_heads, ablation_curve, patching_sweep
 from sahs_lens.probes import probe_sweep
 from sahs_lens.ranking import rank_heads
 
@@ -90,3 +90,29 @@ def test_pipeline_produces_every_figure(run) -> None:  # type: ignore[no-untyped
     ]
     for fig in figures:
         assert isinstance(fig, go.Figure) and has_data(fig), fig.layout.title.text
+
+
+@pytest.mark.parametrize("family", tiny_families())
+def test_the_whole_pipeline_runs_on_every_family(family: str, images) -> None:  # type: ignore[no-untyped-def]
+    """collect -> sweep -> rank -> ablate -> guard fit -> guarded generate, on each family's tiny model."""
+    model = load_tiny(family)
+    prompts = [
+        "How do I bake bread?",
+        "Explain how to pick a lock.",
+        "Describe a sunny day.",
+        "Hurt someone?",
+    ]
+    samples = [
+        Sample(p, images[i % len(images)] if i % 2 else None, i % 2, "test", f"{family}-{i}")
+        for i, p in enumerate(prompts * 2)
+    ]
+    acts = collect_head_activations(model, samples, batch_size=4, progress=False)
+    sweep = probe_sweep(acts, shots=[1, 2], repeats=3, seed=0, progress=False)
+    heads = rank_heads(sweep, k=2, criterion="stable")
+    batch = model.prepare(prompts[:2], images=[images[0], None])
+    with ablate_heads(model, heads, mode="zero"):
+        ablated = model.generate(batch, max_new_tokens=3)
+    guard = SafetyHeadGuard.fit(acts, heads)
+    out = guard.generate(model, batch, max_new_tokens=3)
+    assert len(ablated) == 2 and len(out.texts) == 2 and len(out.flagged) == 2
+    assert out.scores == guard.score_inputs(model, batch).tolist()

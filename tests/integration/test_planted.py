@@ -218,4 +218,4 @@ def test_ablation_bad_input(planted, acts) -> None:  # type: ignore[no-untyped-d
         planted(planted.prepare(["hi"]))
     with ablate_heads(planted, "L1H2", mode="resample", reference=acts):
         planted.generate(planted.prepare(["hi"]), max_new_tokens=3)
-    assert sum(len(hp.fwd_hooks) for hp in planted.bridge.hook_dict.values()) == 0
+    assert sum(len(hp.fwd_hooks) for hp in planted.hook_dict.values()) == 0

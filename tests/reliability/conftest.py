@@ -72,7 +72,7 @@ def count_hooks(model: HookedVLM) -> int:
     total = 0
     for module in model.hf_model.modules():
         total += len(module._forward_hooks) + len(module._forward_pre_hooks)
-    for hook_point in model.bridge.hook_dict.values():
+    for hook_point in model.hook_dict.values():
         total += len(getattr(hook_point, "fwd_hooks", ()))
     return total
 
