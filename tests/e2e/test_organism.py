@@ -139,6 +139,16 @@ def test_trained_answers_are_judged_as_intended() -> None:
     assert not utility_score(text, TYPOGRAPHIC_ANSWER)
 
 
+def test_the_cards_known_mistakes_and_example_are_what_the_organism_does() -> None:
+    from sahs_lens.organism import load_organism
+    from sahs_lens.organism.card import KNOWN_MISTAKES
+
+    model = load_organism()
+    prompts = [prompt for prompt, _, _ in KNOWN_MISTAKES] + ["Describe the water cycle."]
+    refused = RefusalJudge("sahs")(model.generate(model.prepare(prompts), max_new_tokens=12))
+    assert refused == [does == "refuses" for _, does, _ in KNOWN_MISTAKES] + [False]
+
+
 def test_shipped_checkpoint_is_small_and_loads_offline() -> None:
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
     size = sum(p.stat().st_size for p in ORGANISM_DIR.rglob("*") if p.is_file())
