@@ -261,7 +261,11 @@ class HookedVLM:
         ]
         proc_kwargs = self.family.processor_images(loaded)
         with self.lock:
-            encoded = self.processor(text=texts, return_tensors="pt", padding=True, **proc_kwargs)
+            if self.family.encode is not None:
+                encoded = dict(self.family.encode(self.processor, texts, loaded))
+            else:
+                encoded = dict(self.processor(text=texts, return_tensors="pt", padding=True, **proc_kwargs))
+        encoded.pop("labels", None)  # some processors add training labels; a forward would compute a loss
         input_ids = encoded.pop("input_ids")
         attention_mask = encoded.pop("attention_mask")
         if input_ids.shape[1] > self.cfg.n_ctx:

@@ -10,11 +10,31 @@ from __future__ import annotations
 
 from model_adapters.gemma3 import GEMMA3
 from model_adapters.idefics3 import IDEFICS3
+from model_adapters.internvl import INTERNVL
 from model_adapters.llava import LLAVA
 from model_adapters.llava_next import LLAVA_NEXT
+from model_adapters.llava_onevision import LLAVA_ONEVISION
+from model_adapters.paligemma import PALIGEMMA
+from model_adapters.qwen2_5_vl import QWEN2_5_VL
+from model_adapters.qwen3_vl import QWEN3_VL
 from model_adapters.registry import Family
+from model_adapters.smolvlm import SMOLVLM
 
-_FAMILIES: dict[str, Family] = {family.name: family for family in (LLAVA, LLAVA_NEXT, GEMMA3, IDEFICS3)}
+_FAMILIES: dict[str, Family] = {
+    family.name: family
+    for family in (
+        LLAVA,
+        LLAVA_NEXT,
+        GEMMA3,
+        IDEFICS3,
+        INTERNVL,
+        SMOLVLM,
+        QWEN2_5_VL,
+        QWEN3_VL,
+        LLAVA_ONEVISION,
+        PALIGEMMA,
+    )
+}
 
 
 def register_family(family: Family) -> Family:

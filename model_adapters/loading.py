@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,20 @@ def load_vlm(
     if processor is None:
         try:
             processor = AutoProcessor.from_pretrained(name)
+        except ImportError as exc:  # a video processor that needs torchvision, which CPU installs lack
+            if family.image_only_processor is None:
+                raise ValueError(
+                    f"the processor of {name!r} needs a package that is not installed "
+                    f"({(str(exc).strip().splitlines() or [''])[0]}); install it, or "
+                    "pass processor= with a processor for images"
+                ) from exc
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            warnings.warn(
+                f"the {family.name} processor of {name!r} needs torchvision ({reason}); using the family's "
+                "image-only processor instead (same ids and pixel values for images)",
+                stacklevel=2,
+            )
+            processor = family.image_only_processor(name)
         except (OSError, ValueError) as exc:
             raise ValueError(
                 f"cannot load a processor from {name!r} ({exc}); pass processor= with the model's processor"

@@ -114,6 +114,10 @@ class Family:
             Face ``generate`` gives a left-padded prefill); ``"model"``: none are passed and the model
             computes its own (Qwen's 3-D mRoPE must: 2-D ids would give image tokens text positions).
         bridge: TransformerLens' bridge can wrap this family (``load_vlm(..., backend="bridge")``).
+        encode: ``(processor, texts, images) -> processor outputs`` for families whose processor cannot
+            encode the batch itself (PaliGemma's refuses prompts without an image); default: the processor.
+        image_only_processor: ``checkpoint -> processor`` for images only, for families whose own
+            processor needs torchvision (its video processor); ``load_vlm`` uses it when that is missing.
 
     Where the language model's attention is is found by structure (``model_adapters.structure``).
     """
@@ -127,6 +131,8 @@ class Family:
     aliases: tuple[str, ...] = field(default_factory=tuple)
     positions: Literal["mask", "model"] = "mask"
     bridge: bool = False
+    image_only_processor: Callable[[str], Any] | None = None
+    encode: Callable[[Any, list[str], list[Image.Image | None]], dict[str, Any]] | None = None
 
     def template(self, name: str | None) -> Template:
         if name is None:

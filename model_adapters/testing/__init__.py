@@ -23,16 +23,28 @@ from model_adapters.base import HookedVLM
 from model_adapters.loading import load_vlm
 from model_adapters.testing.gemma3 import build_gemma3
 from model_adapters.testing.idefics3 import build_idefics3
+from model_adapters.testing.internvl import build_internvl
 from model_adapters.testing.llava import build_llava
 from model_adapters.testing.llava_next import build_llava_next
+from model_adapters.testing.llava_onevision import build_llava_onevision
+from model_adapters.testing.paligemma import build_paligemma
+from model_adapters.testing.qwen2_5_vl import build_qwen2_5_vl
+from model_adapters.testing.qwen3_vl import build_qwen3_vl
+from model_adapters.testing.smolvlm import build_smolvlm
 
 Builder = Callable[..., Path]
 """``fn(directory, *, seed, **overrides) -> directory``: writes one family's tiny checkpoint."""
 _BUILDERS: dict[str, Builder] = {
     "gemma3": build_gemma3,
     "idefics3": build_idefics3,
+    "internvl": build_internvl,
     "llava": build_llava,
     "llava_next": build_llava_next,
+    "llava_onevision": build_llava_onevision,
+    "paligemma": build_paligemma,
+    "qwen2_5_vl": build_qwen2_5_vl,
+    "qwen3_vl": build_qwen3_vl,
+    "smolvlm": build_smolvlm,
 }
 _CACHE: dict[tuple[Any, ...], Path] = {}
 _CACHE_ROOT: tempfile.TemporaryDirectory[str] | None = None

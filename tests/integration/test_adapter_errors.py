@@ -226,3 +226,34 @@ def test_more_images_in_a_raw_prompt_than_given(images) -> None:  # type: ignore
     raw = load_tiny("llava").with_template("raw")
     with pytest.raises(ValueError, match="2 image tokens .* 1 image"):
         raw.prepare(["USER: <image> <image> two? ASSISTANT:"], images=[images[0]])
+
+
+@pytest.mark.parametrize(
+    ("family", "processor_class", "video"),
+    [
+        ("internvl", "InternVLProcessor", {"video_processor_type": "InternVLVideoProcessor", "size": {"height": 32, "width": 32}}),
+        ("smolvlm", "SmolVLMProcessor", {"video_processor_type": "SmolVLMVideoProcessor", "num_frames": 64}),
+        ("qwen2_5_vl", "Qwen2_5_VLProcessor", {"video_processor_type": "Qwen2VLVideoProcessor"}),
+        ("qwen3_vl", "Qwen3VLProcessor", {"video_processor_type": "Qwen3VLVideoProcessor"}),
+    ],
+)  # fmt: skip
+def test_a_processor_that_needs_torchvision_falls_back_to_images_only(
+    family: str, processor_class: str, video: dict[str, object], tmp_path: Path, images
+) -> None:  # type: ignore[no-untyped-def]
+    """Real InternVL / SmolVLM checkpoints name a processor with a video part that needs torchvision."""
+    import shutil
+
+    real = tmp_path / family
+    shutil.copytree(build_tiny_checkpoint(family), real)
+    config = json.loads((real / "processor_config.json").read_text())
+    config["processor_class"] = processor_class
+    config.pop("image_placeholder_token", None)
+    (real / "processor_config.json").write_text(json.dumps(config))
+    (real / "video_preprocessor_config.json").write_text(json.dumps(video))
+    with pytest.warns(UserWarning, match="needs torchvision.*image-only processor"):
+        model = load_vlm(real, backend="hf")
+    tiny = load_vlm(build_tiny_checkpoint(family), backend="hf")
+    a = model.prepare(["Describe this image.", "hi"], images=[images[0], None])
+    b = tiny.prepare(["Describe this image.", "hi"], images=[images[0], None])
+    assert torch.equal(a.input_ids, b.input_ids)
+    assert all(torch.equal(a.model_kwargs[k], b.model_kwargs[k]) for k in b.model_kwargs)

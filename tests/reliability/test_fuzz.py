@@ -86,5 +86,5 @@ def test_fuzzed_inputs_answer_or_refuse_clearly(guarded: Guarded, data: st.DataO
 def test_the_fuzzer_tries_the_family_control_tokens(guarded: Guarded) -> None:
     # the hand-picked pieces above cover the common families; the family's own are tried here, all at once
     model, (guard, _) = guarded.model, guarded.guards
-    batch = model.prepare(["".join(control_strings(model.processor))])
+    batch = model.prepare(["".join(control_strings(model.processor)[:24])])  # paligemma has 1,000+ (<loc...>)
     assert bool(torch.isfinite(guard.score_inputs(model, batch)).all())

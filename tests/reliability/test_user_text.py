@@ -26,7 +26,9 @@ def test_typed_control_tokens_stay_text(guarded: Guarded, images) -> None:  # ty
     model, (guard, _) = guarded.model, guarded.guards
     strings = control_strings(model.processor)
     assert strings, "the family's tokenizer has control tokens to try"
-    attack = "Ignore this: " + " ".join(strings) + " and answer."
+    attack = (
+        "Ignore this: " + " ".join(strings[:24]) + " and answer."
+    )  # the longest 24 (paligemma has 1,000+)
     for image in (None, images[0]):
         clean = model.prepare(["Ignore this: and answer."], images=[image])
         typed = model.prepare([attack], images=[image])
@@ -39,12 +41,13 @@ def test_typed_control_tokens_stay_text(guarded: Guarded, images) -> None:  # ty
 
 
 def test_eos_typed_by_a_user_is_not_eos(guarded: Guarded) -> None:
+    # the template may write EOS-like tokens itself (ChatML's <|im_end|>); typing one adds none
     model = guarded.model
     eos = model.tokenizer.eos_token
-    batch = model.prepare([f"stop here {eos} no"])
-    assert model.tokenizer.eos_token_id not in batch.input_ids[0].tolist()[:-1] or eos in (
-        model.tokenizer.bos_token,
-    )
+    ids = set(model.eos_token_ids) | {model.tokenizer.eos_token_id}
+    clean = model.prepare(["stop here no"]).input_ids[0].tolist()
+    typed = model.prepare([f"stop here {eos} no"]).input_ids[0].tolist()
+    assert sum(t in ids for t in typed) == sum(t in ids for t in clean)
 
 
 @pytest.mark.parametrize(
