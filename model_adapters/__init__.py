@@ -11,8 +11,10 @@ from model_adapters.identity import IDENTITY_FIELDS, check_identity, identity_mi
 from model_adapters.images import open_image
 from model_adapters.loading import checkpoint_fingerprint, hf_identity, load_vlm
 from model_adapters.registry import Family, Template
+from model_adapters.surface import VLM
 
 __all__ = [
+    "VLM",
     "HOOK_Z",
     "IDENTITY_FIELDS",
     "check_identity",

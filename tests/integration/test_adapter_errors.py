@@ -257,3 +257,10 @@ def test_a_processor_that_needs_torchvision_falls_back_to_images_only(
     b = tiny.prepare(["Describe this image.", "hi"], images=[images[0], None])
     assert torch.equal(a.input_ids, b.input_ids)
     assert all(torch.equal(a.model_kwargs[k], b.model_kwargs[k]) for k in b.model_kwargs)
+
+
+@pytest.mark.parametrize("backend", ["hf", "bridge"])
+def test_hooked_vlm_offers_the_surface_the_method_uses(backend: str) -> None:
+    from model_adapters import VLM
+
+    assert isinstance(load_vlm(build_tiny_checkpoint("llava"), backend=backend), VLM)
