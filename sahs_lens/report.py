@@ -1,8 +1,10 @@
 """One self-contained HTML report (plus ``metrics.json``) of a run.
 
 The report is what a reader opens first: the provenance of the run, a table of headline numbers, every
-figure, and examples of guarded and unguarded answers. It works offline: plotly.js is embedded once in the
-page (never fetched), and each figure is a ``<div>`` that draws itself from inline JSON.
+figure with its caption, and examples of guarded and unguarded answers. It works offline: plotly.js is
+embedded once in the page (never fetched), and each figure is a ``<div>`` that draws itself from inline JSON.
+Every figure must come with a caption (``write_report`` refuses one without). A table cell holding a
+``Verdict`` is coloured by whether the outcome was right (green) or wrong (red), whatever its text says.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import html
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,18 @@ pre { white-space: pre-wrap; }
 """
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """A table cell that states an outcome (``text``) and is coloured by whether it was right (``good``).
+
+    Example: a benign prompt the guard let pass is ``Verdict("passed", good=True)`` (green), a malicious
+    prompt it let pass ``Verdict("passed", good=False)`` (red).
+    """
+
+    text: str
+    good: bool
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value):
@@ -51,7 +66,11 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> str:
         for c in columns:
             value = row.get(c, "")
             css = ' class="num"' if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
-            if isinstance(value, bool):
+            if isinstance(value, Verdict):
+                value_html = (
+                    f'<span class="{"ok" if value.good else "miss"}">{html.escape(value.text)}</span>'
+                )
+            elif isinstance(value, bool):
                 value_html = f'<span class="{"ok" if value else "miss"}">{"yes" if value else "no"}</span>'
             else:
                 value_html = _fmt(value)
@@ -70,6 +89,10 @@ def write_report(
     captions: Mapping[str, str] | None = None,
     examples: Sequence[Mapping[str, Any]] = (),
     metrics: Mapping[str, Any] | None = None,
+    tables: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    intro: str | None = None,
+    examples_title: str = "Examples of guarded and unguarded answers",
+    headline_title: str = "Headline",
 ) -> Path:
     """Write ``report.html`` (and ``metrics.json`` when ``metrics`` is given) into ``out_dir``.
 
@@ -79,22 +102,33 @@ def write_report(
         provenance: key/value facts about the run (model, checkpoint, data, seeds, versions).
         headline: rows of the headline table (e.g. ``{"measure": ..., "value": ..., "target": ..., "met": True}``).
         figures: ``{section title: plotly Figure}``, drawn in order.
-        captions: optional one-paragraph caption per figure title.
-        examples: rows of example prompts and answers.
+        captions: one-paragraph caption per figure title; every figure needs one.
+        examples: rows of example prompts and answers (a ``Verdict`` cell is coloured right / wrong).
         metrics: everything numeric, written as ``metrics.json``.
+        tables: more ``{section title: rows}``, drawn after the provenance.
+        intro: a paragraph under the title (what the run is).
+        examples_title: the heading of the examples table.
+        headline_title: the heading of the headline table.
 
     Returns:
         The path of ``report.html``.
+
+    Raises:
+        ValueError: a figure has no caption.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     captions = captions or {}
+    missing = [name for name in figures if not captions.get(name)]
+    if missing:
+        raise ValueError(f"every figure of a report needs a caption; none for: {', '.join(missing)}")
+    out.mkdir(parents=True, exist_ok=True)
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style>",
         f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        "<h2>Headline</h2>",
+        f"<p>{html.escape(intro)}</p>" if intro else "",
+        f"<h2>{html.escape(headline_title)}</h2>",
         _table(headline),
         "<h2>Provenance</h2>",
         _table(
@@ -104,12 +138,14 @@ def write_report(
             ]
         ),
     ]
+    for name, rows in (tables or {}).items():
+        parts.append(f"<h2>{html.escape(name)}</h2>{_table(rows)}")
     for name, figure in figures.items():
         fig_html = figure.to_html(full_html=False, include_plotlyjs=False, default_height="460px")
-        caption = f"<p class='caption'>{html.escape(captions[name])}</p>" if name in captions else ""
+        caption = f"<p class='caption'>{html.escape(captions[name])}</p>"
         parts.append(f"<div class='figure'><h2>{html.escape(name)}</h2>{caption}{fig_html}</div>")
     if examples:
-        parts.append("<h2>Examples of guarded and unguarded answers</h2>")
+        parts.append(f"<h2>{html.escape(examples_title)}</h2>")
         parts.append(_table(examples))
     parts.append("</body></html>")
     path = out / "report.html"

@@ -22,7 +22,7 @@ MACHINE_KEYS = {"cpu", "cores", "torch", "transformers", "transformer_lens", "da
 HEADLINE_KEYS = {
     "collection": {"collect_vs_forward", "collect_vs_run_with_cache", "collect_vs_paper", "target", "met"},
     "guard": {"ratio_worst", "ratio_by_batch", "floor", "floor_with_dot", "same_output", "hf_ratio_by_batch"},
-    "adapter": {"ratio_worst", "ratios", "target", "met", "parity"},
+    "adapter": {"ratio_worst", "ratios", "target", "met", "parity", "backend", "by_backend"},
     "scaling": {
         "alpha_samples", "alpha_image_tokens", "alpha_heads", "alpha_probe_n", "alpha_probe_heads",
         "alpha_last", "alpha_memory",
@@ -31,7 +31,7 @@ HEADLINE_KEYS = {
 ROW_KEYS = {
     "collection": {"method", "batch", "median_s", "samples_per_s", "collect_speedup", "peak_mb"},
     "guard": {"path", "batch", "guarded_s", "plain_s", "ratio", "cpu_ratio", "dot_ms", "same_output"},
-    "adapter": {"kind", "batch", "raw_s", "hooked_s", "ratio", "cpu_ratio"},
+    "adapter": {"backend", "kind", "batch", "raw_s", "hooked_s", "ratio", "cpu_ratio", "target", "parity"},
     "scaling": {"sweep", "x", "median_s", "cpu_s", "peak_mb"},
 }
 CONCURRENT_KEYS = {
@@ -104,8 +104,61 @@ def test_correctness_checks_hold(smoke_run: tuple[subprocess.CompletedProcess[st
     _, out = smoke_run
     guard = json.loads(next(out.glob("guard-tiny-*.json")).read_text())
     assert guard["headline"]["same_output"] is True
+    assert guard["headline"]["backend"] == "hf" and guard["model"]["identity"]["backend"] == "hf"
     adapter = json.loads(next(out.glob("adapter-tiny-*.json")).read_text())
     assert adapter["headline"]["parity"] is True
+
+
+@pytest.mark.slow
+def test_adapter_measures_both_backends_with_explicit_parity(
+    smoke_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    """Every case on both backends against raw HF, each row with its own parity flag (never a default)."""
+    done, out = smoke_run
+    adapter = json.loads(next(out.glob("adapter-tiny-*.json")).read_text())
+    assert adapter["settings"]["backends"] == ["hf", "bridge"]
+    cases = {(row["kind"], row["batch"]) for row in adapter["rows"]}
+    assert {(row["backend"], row["kind"], row["batch"]) for row in adapter["rows"]} == {
+        (backend, *case) for backend in ("hf", "bridge") for case in cases
+    }
+    for row in adapter["rows"]:
+        assert row["parity"] is True, row
+        if row["kind"] == "forward":
+            assert row["same_logits"] is True and row["max_abs_logit_diff"] <= row["logit_tol"]
+        else:
+            assert row["same_tokens"] is True and row["full_length"] is True
+        assert row["target"] == {"hf": 1.02, "bridge": 1.10}[row["backend"]]
+    assert set(adapter["headline"]["by_backend"]) == {"hf", "bridge"}
+    assert adapter["headline"]["backend"] == "hf"
+    assert "bridge backend / raw HF" in done.stdout
+
+
+def _bench(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    cmd = [sys.executable, str(ROOT / "benchmarks" / script), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
+
+
+@pytest.mark.slow
+def test_guard_runs_on_the_bridge_backend(tmp_path: Path) -> None:
+    """``bench_guard.py --backend bridge``: the hooked path on the bridge, same tokens on both sides."""
+    path = tmp_path / "guard.json"
+    done = _bench(
+        "bench_guard.py", "--smoke", "--backend", "bridge", "--no-hf", "--no-concurrent", "--batches", "1",
+        "--json", str(path),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    result = json.loads(path.read_text())
+    assert result["settings"]["backend"] == "bridge" and result["headline"]["backend"] == "bridge"
+    assert result["model"]["identity"]["backend"] == "bridge"
+    assert result["headline"]["same_output"] is True
+    assert "bridge backend" in done.stdout
+
+
+def test_adapter_rejects_an_unknown_backend() -> None:
+    done = _bench("bench_adapter.py", "--smoke", "--backends", "hf,nope")
+    assert done.returncode != 0
+    assert "--backends 'hf,nope'" in done.stderr and "hf, bridge" in done.stderr
 
 
 @pytest.mark.slow

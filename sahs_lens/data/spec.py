@@ -14,11 +14,13 @@ spec                               what it loads
 ``jsonl:FILE[:LABEL]``             ``{"prompt", "label", "image"}`` per line; LABEL overrides the field
 =================================  ==============================================================
 
-A spec may end with ``@N`` to keep the first N samples (``figstep:DIR@100``).
+A spec may end with ``@N`` to keep the first N samples (``figstep:DIR@100``). ``SPEC_FORMS`` spells each
+kind's form, as messages and ``sahs-lens --help`` show it.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +28,23 @@ from sahs_lens.data import text_readers as text
 from sahs_lens.data import vl_readers as vl
 from sahs_lens.data.bundled import BUNDLED_SETS, load_bundled
 from sahs_lens.data.sample import Sample
+
+__all__ = ["SPEC_FORMS", "load_data"]
+
+SPEC_FORMS: dict[str, str] = {
+    "figstep": "figstep:DIR",
+    "figstep-text": "figstep-text:DIR",
+    "mmsafetybench": "mmsafetybench:DIR[:VARIANT]",
+    "vlguard": "vlguard:DIR[:SPLIT[:SUBSET]]",
+    "mmvet": "mmvet:DIR",
+    "advbench": "advbench:DIR",
+    "harmbench": "harmbench:DIR",
+    "jailbreakbench": "jailbreakbench:DIR",
+    "alpaca": "alpaca:DIR",
+    "csv": "csv:FILE:COLUMN[:LABEL]",
+    "jsonl": "jsonl:FILE[:LABEL]",
+}
+"""Kind -> the form of its spec (``[...]``: optional fields), for messages and the command line's help."""
 
 _READERS: dict[str, Callable[..., list[Sample]]] = {
     "figstep": lambda root: vl.read_figstep(root),
@@ -65,19 +84,41 @@ def load_data(spec: str, *, image_size: int | None = None) -> list[Sample]:
     else:
         kind, _, rest = spec.partition(":")
         if kind not in _READERS or not rest:
-            known = ", ".join(sorted(_READERS))
+            parts_of = sorted(name.partition(":")[2] for name in BUNDLED_SETS if name.startswith(f"{kind}:"))
+            hint = (
+                f"the bundled set {kind} has the parts {' and '.join(parts_of)}, e.g. {kind}:{parts_of[-1]}; "
+                if parts_of
+                else ""
+            )
             raise ValueError(
-                f"unknown data spec {spec!r}; write KIND:PATH[:OPTIONS] with KIND one of {known}, or a bundled "
-                f"set ({', '.join(BUNDLED_SETS)})"
+                f"unknown data spec {spec!r}; {hint}write a bundled set ({', '.join(BUNDLED_SETS)}) or one of "
+                f"{', '.join(SPEC_FORMS.values())} (sahs-lens --help explains each)"
             )
         parts = rest.split(":")
         path = Path(parts[0]).expanduser()
+        _check_fields(spec, kind, len(parts) - 1)
         if not path.exists():
             raise FileNotFoundError(f"{kind} data spec points to {path}, which does not exist")
-        try:
-            samples = _READERS[kind](str(path), *parts[1:])
-        except TypeError as exc:
-            raise ValueError(
-                f"too many options in data spec {spec!r}; see sahs_lens.data.spec for the forms"
-            ) from exc
+        samples = _READERS[kind](str(path), *parts[1:])
     return samples[:limit] if limit else samples
+
+
+def _check_fields(spec: str, kind: str, n_options: int) -> None:
+    """A clear error when ``spec`` gives ``kind`` fewer or more options (fields after the path) than it takes."""
+    params = list(inspect.signature(_READERS[kind]).parameters.values())[1:]
+    required = sum(1 for p in params if p.default is inspect.Parameter.empty)
+    if required <= n_options <= len(params):
+        return
+    names = [p.name.upper() for p in params]
+    what = "too few" if n_options < required else "too many"
+    takes = (
+        "no options after the path"
+        if not params
+        else f"{required} to {len(params)} option(s) after the path ({', '.join(names)})"
+        if required != len(params)
+        else f"{required} option(s) after the path ({', '.join(names)})"
+    )
+    raise ValueError(
+        f"{what} options in data spec {spec!r}: {kind} takes {takes}, and {n_options} "
+        f"{'was' if n_options == 1 else 'were'} given; write {SPEC_FORMS[kind]}"
+    )

@@ -100,6 +100,7 @@ def ablation_curve_figure(curve: AblationCurve) -> go.Figure:
         yaxis_title="rate",
         yaxis_range=[-0.02, 1.02],
         legend={"orientation": "h", "y": -0.2},
+        template="plotly_white",
     )
     fig.update_xaxes(tickvals=x)
     return fig
@@ -132,6 +133,7 @@ def patching_map(result: PatchingResult) -> go.Figure:
         f"{result.clean:+.2f})",
         xaxis_title="head",
         yaxis_title="layer",
+        template="plotly_white",
     )
     fig.update_yaxes(autorange="reversed")
     return fig

@@ -79,9 +79,10 @@ def shots_curve(
 ) -> go.Figure:
     """Probe metric vs training shots per class (log x axis) for a head set and for all heads (Fig. 3).
 
-    Each line is the mean over the group's heads of each head's mean over repeats; the shaded band is
-    +/- the group's typical (mean) per-head standard deviation over repeats, so a narrow band means
-    heads whose probes agree from one random draw to the next.
+    Each line is the mean over the group's heads of each head's mean over repeats; the shaded band (a
+    filled area without markers) is +/- the group's typical (mean) per-head standard deviation over
+    repeats, so a narrow band means heads whose probes agree from one random draw to the next. The legend
+    sits below the plot, off the data.
 
     Args:
         sweep: a ``ProbeSweep``.
@@ -111,8 +112,8 @@ def shots_curve(
         centre, spread = m.mean(1).numpy(), s.mean(1).numpy()
         fig.add_trace(go.Scatter(
             x=x + x[::-1], y=list(centre + spread) + list((centre - spread)[::-1]), fill="toself",
-            fillcolor=rgba(color, 0.18), line={"width": 0}, hoverinfo="skip", showlegend=False,
-            legendgroup=label,
+            mode="lines", fillcolor=rgba(color, 0.18), line={"width": 0}, hoverinfo="skip",
+            showlegend=False, legendgroup=label, name=f"{label}: +/- typical std",
         ))  # fmt: skip
         fig.add_trace(go.Scatter(
             x=x, y=centre, mode="lines+markers", name=label, line={"color": color, "width": 2},
@@ -131,7 +132,8 @@ def shots_curve(
     fig.update_layout(
         title=f"Probe {name} vs training shots ({sweep.repeats} repeats; band: +/- typical per-head std)",
         xaxis_title="training samples per class (log scale)", yaxis_title=f"held-out {name}",
-        template="plotly_white", legend={"x": 0.01, "y": 0.99},
+        template="plotly_white", margin={"b": 110},
+        legend={"orientation": "h", "x": 0, "xanchor": "left", "y": -0.18, "yanchor": "top"},
     )  # fmt: skip
     fig.update_xaxes(type="log", tickvals=sorted(set(x)), ticktext=[str(n) for n in sorted(set(x))])
     return fig

@@ -1,4 +1,5 @@
-"""Open an HTML report in headless Chromium and report console errors and empty figures."""
+"""Open an HTML report in headless Chromium and report console errors, empty figures, and figures without
+a caption or without a title and both axis titles."""
 
 from __future__ import annotations
 
@@ -19,8 +20,14 @@ window.addEventListener('load', () => setTimeout(() => {
   const size = t => ['x', 'y', 'z', 'values'].map(k => (t[k] && t[k].length) || 0).reduce((a, b) => Math.max(a, b), 0);
   const empty = figures.filter(f => !f._fullData || f._fullData.length === 0 || f._fullData.every(t => size(t) === 0))
     .map(f => (f.closest('.figure')?.querySelector('h2')?.textContent) || f.id);
+  const title = f => (f.closest('.figure')?.querySelector('h2')?.textContent) || f.id;
+  const uncaptioned = figures.filter(f => !(f.closest('.figure')?.querySelector('.caption')?.textContent || '').trim())
+    .map(title);
+  const unlabelled = figures.filter(f => !f.layout || !(f.layout.title?.text) || !(f.layout.xaxis?.title?.text)
+    || !(f.layout.yaxis?.title?.text)).map(title);
   const out = document.createElement('pre'); out.id = 'sahs-check';
-  out.textContent = JSON.stringify({figures: figures.length, empty: empty, errors: window.__errors});
+  out.textContent = JSON.stringify({figures: figures.length, empty: empty, uncaptioned: uncaptioned,
+    unlabelled: unlabelled, errors: window.__errors});
   document.body.appendChild(out);
 }, 500));
 </script>"""
@@ -45,7 +52,8 @@ def chromium() -> str | None:
 
 
 def check_report(report: Path) -> dict[str, object]:
-    """``{"figures": n, "empty": [titles], "errors": [console errors]}`` as seen by a real browser."""
+    """``{"figures": n, "empty": [titles], "uncaptioned": [titles], "unlabelled": [titles], "errors": [...]}``
+    as seen by a real browser (a figure is unlabelled without a title and both axis titles)."""
     browser = chromium()
     if browser is None:
         raise RuntimeError("no chromium on PATH; install Debian's chromium package (.ci/run does)")

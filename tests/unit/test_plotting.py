@@ -85,15 +85,21 @@ def test_mean_std_scatter(sweep: ProbeSweep) -> None:
 def test_tsne_plot(acts: HeadActivations) -> None:
     heads = HeadSet.parse("L1H2,L0H1")
     fig = tsne_plot(acts, heads, perplexity=5)
-    assert [t.name for t in fig.data] == ["malicious", "benign"]
+    assert [t.name for t in fig.data] == ["malicious (n=20)", "benign (n=20)"]
     assert sum(len(t.x) for t in fig.data) == 40
     assert "12 dims" in fig.layout.title.text
     by_source = tsne_plot(acts, heads, color_by="source", perplexity=5)
-    assert [t.name for t in by_source.data] == ["bench-a", "bench-b"]
+    assert [t.name for t in by_source.data] == ["bench-a (n=20)", "bench-b (n=20)"]
+    groups = ["benign text" if i % 2 else "harmful text" for i in range(40)]
+    by_set = tsne_plot(acts, heads, perplexity=5, groups=groups)
+    assert [t.name for t in by_set.data] == ["harmful text (n=20)", "benign text (n=20)"]
+    assert "coloured by group" in by_set.layout.title.text
 
 
 def test_tsne_rejects_bad_options(acts: HeadActivations) -> None:
     with pytest.raises(ValueError, match="color_by must be"):
         tsne_plot(acts, "L0H0", color_by="dataset")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="groups must name every sample"):
+        tsne_plot(acts, "L0H0", perplexity=5, groups=["a"] * 39)
     with pytest.raises(ValueError, match="perplexity must lie between"):
         tsne_plot(acts, "L0H0", perplexity=40)

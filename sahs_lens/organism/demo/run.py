@@ -1,7 +1,9 @@
-"""``run_demo``: the demo as the list of its stages, each timed, each writing what it produced.
+"""``run_demo``: the demo as the list of its stages, each announced, timed, and writing what it produced.
 
 The stages themselves are in ``stages`` (measuring), ``headline`` (what the numbers claim) and ``report``
-(what the run leaves on disk); this module only puts them in order, times them and prints progress.
+(what the run leaves on disk); this module only puts them in order, times them and prints progress: a
+heading per step (``[3/8] probe sweep: ...``, with what it computes and how much), the step's progress bar
+(prompts, answers, heads, runs) and its time when done.
 """
 
 from __future__ import annotations
@@ -38,18 +40,21 @@ from sahs_lens.organism.demo.stages import (
 __all__ = ["run_demo"]
 
 
+STEPS = 8
+
+
 @contextmanager
-def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
-    """Add the wall-clock seconds of the block to ``timings[name]``."""
+def _step(
+    timings: dict[str, float], key: str | None, number: int, heading: str, say: Callable[..., Any]
+) -> Iterator[None]:
+    """Announce step ``number`` of ``STEPS``, run the block, say how long it took (added to ``timings[key]``)."""
+    say(f"\n[{number}/{STEPS}] {heading}", flush=True)
     start = time.perf_counter()
     yield
-    timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
-
-
-def _load_model(model: HookedVLM | None, say: Callable[..., Any]) -> HookedVLM:
-    model = model or load_organism()
-    say(f"sahs-lens demo: {model}")
-    return model
+    seconds = time.perf_counter() - start
+    if key is not None:
+        timings[key] = timings.get(key, 0.0) + seconds
+    say(f"      done in {seconds:.1f} s", flush=True)
 
 
 def run_demo(
@@ -85,25 +90,77 @@ def run_demo(
     started = time.perf_counter()
     timings: dict[str, float] = {}
     say: Callable[..., Any] = print if progress else (lambda *a, **k: None)
-    model = _load_model(model, say)
-
-    with _timed(timings, "activations"):
-        prompts = select_prompts(cfg, seed)
+    with _step(timings, None, 1, "loading the organism (a tiny LLaVA trained to refuse harmful text)", say):
+        model = model or load_organism()
+        say(f"      {model}")
+    n_heads = model.cfg.n_layers * model.cfg.n_heads
+    prompts = select_prompts(cfg, seed)
+    n_test = len(prompts.test)
+    with _step(
+        timings,
+        "activations",
+        2,
+        f"activations: every head's hook_z at the decision position for {len(prompts.pool)} probe-pool, "
+        f"{len(prompts.calibration)} calibration and {n_test} held-out prompts",
+        say,
+    ):
         acts = collect_activations(model, prompts, out, progress)
-    with _timed(timings, "probes"):
+    with _step(
+        timings,
+        "probes",
+        3,
+        f"probe sweep: {len(cfg.shots)} shot counts x {cfg.repeats} repeats x {n_heads} heads = "
+        f"{len(cfg.shots) * cfg.repeats * n_heads} logistic probes, then the heads ranked (stable)",
+        say,
+    ):
         ranking = sweep_and_rank(acts.pool, cfg, seed, out, progress)
-    say(f"safety heads (top {cfg.k}, stable): {ranking.safety}")
-    with _timed(timings, "ablation"):
+        say(f"      safety heads (top {cfg.k}, stable): {ranking.safety}")
+    malicious, benign = ablation_prompts(prompts, cfg)
+    runs = 1 + len(cfg.ks) * (1 + len(cfg.seeds))
+    with _step(
+        timings,
+        "ablation",
+        4,
+        f"ablation curve: {runs} runs (nothing removed; for k in {list(cfg.ks)}, the top-k safety heads and k "
+        f"random heads x {len(cfg.seeds)} seeds), each answering {len(malicious)} harmful and {len(benign)} "
+        "benign prompts",
+        say,
+    ):
         curve = ablate(model, prompts, ranking.heads, cfg, progress)
-    with _timed(timings, "patching"):
+    with _step(
+        timings,
+        "patching",
+        5,
+        f"patching map: each of the {n_heads} heads copied alone from {cfg.n_patch} harmful into "
+        f"{cfg.n_patch} benign prompts",
+        say,
+    ):
         patching = patch(model, prompts, cfg, progress)
-    with _timed(timings, "guard"):
-        fit = fit_guard(acts, ranking.safety, cfg, bootstrap=200 if quick else 1000, seed=seed, out=out)
-        run = guarded_generation(model, fit.guard, prompts.heldout, cfg)
+    bootstrap = 200 if quick else 1000
+    with _step(
+        timings,
+        "guard",
+        6,
+        f"guard: fit on the pool's top-{cfg.k} safety heads, threshold set on the {len(prompts.calibration)} "
+        f"calibration prompts, {n_test} held-out prompts scored ({bootstrap} bootstrap replicates)",
+        say,
+    ):
+        fit = fit_guard(acts, ranking.safety, cfg, bootstrap=bootstrap, seed=seed, out=out)
+    with _step(
+        timings,
+        "guard",
+        7,
+        f"guarded generation: the {n_test} held-out prompts ({len(prompts.heldout)} sets) answered without "
+        f"and with the guard, {cfg.max_new_tokens} tokens each ({2 * n_test} answers)",
+        say,
+    ):
+        run = guarded_generation(model, fit.guard, prompts.heldout, cfg, progress)
     timings["total"] = time.perf_counter() - started
 
-    n_ablated = len(ablation_prompts(prompts, cfg)[0])
-    headline = headline_rows(fit.detection, run.groups, curve, n_ablated)
+    headline = headline_rows(fit.detection, run.groups, curve, len(malicious))
+    say(
+        f"\n[{STEPS}/{STEPS}] report: the figures (a t-SNE among them), report.html, metrics.json", flush=True
+    )
     figures = demo_figures(ranking, acts, curve, patching, fit, seed)
     metrics = demo_metrics(
         model=model,
@@ -123,5 +180,5 @@ def run_demo(
         out, provenance=provenance, headline=headline, figures=figures, examples=run.examples, metrics=metrics
     )
     print_headline(headline, say)
-    say(f"\nreport:  {path}\nmetrics: {out / 'metrics.json'}\n({timings['total']:.0f} s)")
+    say(f"\nreport:  {path}\nmetrics: {out / 'metrics.json'}\n({time.perf_counter() - started:.0f} s in all)")
     return metrics

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from model_adapters import HookedVLM
 from sahs_lens.activations import collect_head_activations
 from sahs_lens.data import Sample
@@ -41,7 +43,6 @@ from sahs_lens.interventions import (
     PatchingResult,
     RefusalLogitDiff,
     ablation_curve,
-    generate_all,
     patching_sweep,
 )
 from sahs_lens.organism import organism_samples
@@ -262,25 +263,50 @@ def _example(name: str, sample: Sample, plain: str, guarded: str, flagged: bool)
         if sample.image is None or sample.source != "figstep"
         else "[typographic image] " + sample.prompt[:60] + "..."
     )
-    return {"set": name, "prompt": prompt, "unguarded": plain, "guarded": guarded, "flagged": bool(flagged)}
+    return {
+        "set": name,
+        "id": sample.id,
+        "prompt": prompt,
+        "unguarded": plain,
+        "guarded": guarded,
+        "flagged": bool(flagged),
+    }
 
 
 def guarded_generation(
-    model: HookedVLM, guard: SafetyHeadGuard, heldout: dict[str, list[Sample]], cfg: DemoConfig
+    model: HookedVLM,
+    guard: SafetyHeadGuard,
+    heldout: dict[str, list[Sample]],
+    cfg: DemoConfig,
+    progress: bool = True,
 ) -> GuardedRun:
-    """Answer each held-out set unguarded and guarded (refusal policy); rates and two examples per set."""
+    """Answer each held-out set unguarded and guarded (refusal policy); rates and two examples per set.
+
+    With ``progress``, one bar counts the answers (two per prompt: without and with the guard).
+    """
     judge = RefusalJudge("sahs")
     groups: dict[str, dict[str, Any]] = {}
     examples: list[dict[str, Any]] = []
+    total = 2 * sum(len(samples) for samples in heldout.values())
+    bar = tqdm(total=total, desc="guarded generation", unit="answer", disable=not progress)
     for name, samples in heldout.items():
-        plain = generate_all(model, samples, batch_size=BATCH_SIZE, max_new_tokens=cfg.max_new_tokens)
-        guarded_texts, flagged = [], []
+        bar.set_postfix_str(name)
+        plain: list[str] = []
+        guarded_texts: list[str] = []
+        flagged: list[bool] = []
         for lo in range(0, len(samples), BATCH_SIZE):
             chunk = samples[lo : lo + BATCH_SIZE]
-            batch = model.prepare([s.prompt for s in chunk], images=[s.image for s in chunk])
-            result = guard.generate(model, batch, cfg.max_new_tokens, policy="refuse")
+            prompts, images = [s.prompt for s in chunk], [s.image for s in chunk]
+            plain.extend(
+                model.generate(model.prepare(prompts, images=images), max_new_tokens=cfg.max_new_tokens)
+            )
+            bar.update(len(chunk))
+            result = guard.generate(
+                model, model.prepare(prompts, images=images), cfg.max_new_tokens, policy="refuse"
+            )
             guarded_texts.extend(result.texts)
-            flagged.extend(result.flagged)
+            flagged.extend(bool(f) for f in result.flagged)
+            bar.update(len(chunk))
         label = samples[0].label
         row: dict[str, Any] = {"n": len(samples), "label": label, "flagged": sum(flagged) / len(samples)}
         if label == 1:
@@ -294,4 +320,5 @@ def guarded_generation(
         groups[name] = row
         for s, p, g, f in list(zip(samples, plain, guarded_texts, flagged, strict=True))[:2]:
             examples.append(_example(name, s, p, g, f))
+    bar.close()
     return GuardedRun(groups, examples)
