@@ -64,20 +64,8 @@ Templates:
 
 from __future__ import annotations
 
-from typing import Any
-
-from model_adapters.qwen2_5_vl import QWEN_IMAGE_PLACEHOLDER
+from model_adapters.qwen2_5_vl import QWEN_IMAGE_PLACEHOLDER, image_only_processor
 from model_adapters.registry import Family, chat_template, raw_template
-
-
-def image_only_processor(source: str) -> Any:
-    """A Qwen-VL checkpoint's processor for images, built without torchvision: transformers'
-    ``PaddleOCRVLProcessor`` wraps the same tokenizer and ``Qwen2VLImageProcessorPil`` and expands the image
-    token as Qwen's processors do (Qwen's own always builds a video processor, which needs torchvision)."""
-    from transformers import PaddleOCRVLProcessor
-
-    return PaddleOCRVLProcessor.from_pretrained(str(source))
-
 
 QWEN3_VL = Family(
     name="qwen3_vl",

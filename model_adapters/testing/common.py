@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerFast
+from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerFast, SiglipVisionConfig
 
 # Enough ordinary English that prompts used in tests and tutorials tokenize into real sub-words.
 CORPUS = [
@@ -71,6 +71,22 @@ def train_tokenizer(
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, **kwargs)  # type: ignore[arg-type]
     fast.padding_side = "left"
     return fast
+
+
+def train_chatml_tokenizer(
+    special_tokens: Sequence[str], *, vocab_size: int, corpus: Sequence[str], extra: dict[str, str]
+) -> PreTrainedTokenizerFast:
+    """A Qwen-style (ChatML) tokenizer: no BOS or unk, eos ``<|im_end|>``, pad ``<|endoftext|>``."""
+    return train_tokenizer(
+        special_tokens,
+        vocab_size=vocab_size,
+        bos=None,
+        eos="<|im_end|>",
+        pad="<|endoftext|>",
+        unk=None,
+        corpus=corpus,
+        extra=extra,
+    )
 
 
 @torch.no_grad()
@@ -154,6 +170,34 @@ class TinySizes:
             image_size=image_size,
             patch_size=patch_size,
             **extra,
+        )
+
+    def siglip_vision_config(self, *, image_size: int, patch_size: int) -> PretrainedConfig:
+        """A small SigLIP tower of these sizes, without SigLIP's pooling head."""
+        return self.vision_config(
+            SiglipVisionConfig, image_size=image_size, patch_size=patch_size, vision_use_head=False
+        )
+
+    def gemma_text_config(
+        self,
+        config_class: Callable[..., PretrainedConfig],
+        tokenizer: PreTrainedTokenizerFast,
+        *,
+        d_head: int,
+        query_pre_attn_scalar: int,
+        sliding_window: int,
+        stop: Sequence[str] = (),
+    ) -> PretrainedConfig:
+        """A Gemma 2/3 text config: every layer but the last slides (window ``sliding_window``), the last
+        attends globally (Gemma's local:global pattern, shortened)."""
+        return self.text_config(
+            config_class,
+            tokenizer,
+            stop=stop,
+            head_dim=d_head,
+            query_pre_attn_scalar=query_pre_attn_scalar,
+            sliding_window=sliding_window,
+            layer_types=["sliding_attention"] * (self.n_layers - 1) + ["full_attention"],
         )
 
 

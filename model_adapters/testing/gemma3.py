@@ -17,7 +17,6 @@ from transformers import (
     Gemma3Processor,
     Gemma3TextConfig,
     PreTrainedModel,
-    SiglipVisionConfig,
 )
 from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
 
@@ -89,19 +88,15 @@ def build_gemma3(
     )
     vocab = tokenizer.get_vocab()
     config = Gemma3Config(
-        vision_config=lm.vision_config(
-            SiglipVisionConfig, image_size=image_size, patch_size=patch_size, vision_use_head=False
-        ),
-        text_config=lm.text_config(
+        vision_config=lm.siglip_vision_config(image_size=image_size, patch_size=patch_size),
+        # Every layer but the last slides (window 8), the last attends globally: Gemma 3's 5:1 pattern, shortened.
+        text_config=lm.gemma_text_config(
             Gemma3TextConfig,
             tokenizer,
             stop=["<end_of_turn>"],
-            head_dim=d_head,
+            d_head=d_head,
             query_pre_attn_scalar=query_pre_attn_scalar,
             sliding_window=sliding_window,
-            # Every layer but the last slides (window 8), the last attends globally: Gemma 3's 5:1
-            # pattern, shortened.
-            layer_types=["sliding_attention"] * (lm.n_layers - 1) + ["full_attention"],
         ),
         mm_tokens_per_image=mm_tokens_per_image,
         boi_token_index=vocab["<start_of_image>"],

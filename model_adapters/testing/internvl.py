@@ -28,7 +28,7 @@ from transformers import (
 )
 from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
 
-from model_adapters.testing.common import CORPUS, TinySizes, save_tiny_checkpoint, train_tokenizer
+from model_adapters.testing.common import CORPUS, TinySizes, save_tiny_checkpoint, train_chatml_tokenizer
 
 # The chat template of the OpenGVLab/InternVL3-*-hf conversions (ChatML, no default system prompt); an image
 # item renders as "<IMG_CONTEXT>\n", which the processor expands to "<img>" + n x "<IMG_CONTEXT>" + "</img>".
@@ -63,13 +63,9 @@ def build_internvl(
 ) -> Path:
     """Write a tiny InternVL; ``sizes``: any ``TinySizes`` field (other keys are ignored)."""
     lm = TinySizes.pick(sizes, max_positions=1024)
-    tokenizer = train_tokenizer(
+    tokenizer = train_chatml_tokenizer(
         SPECIAL_TOKENS,
         vocab_size=lm.vocab_size,
-        bos=None,
-        eos="<|im_end|>",
-        pad="<|endoftext|>",
-        unk=None,
         corpus=[*CORPUS, "user assistant system"],
         extra={
             "start_image_token": "<img>",

@@ -28,13 +28,12 @@ from transformers import (
     LlavaOnevisionConfig,
     LlavaOnevisionForConditionalGeneration,
     Qwen2Config,
-    SiglipVisionConfig,
 )
 from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
     LlavaOnevisionImageProcessorPil,
 )
 
-from model_adapters.testing.common import CORPUS, TinySizes, save_tiny_checkpoint, train_tokenizer
+from model_adapters.testing.common import CORPUS, TinySizes, save_tiny_checkpoint, train_chatml_tokenizer
 
 # The shape of llava-hf/llava-onevision-qwen2-*-ov-hf's chat template (ChatML; images first in a turn, then
 # "\n" + text): "<|im_start|>user\n<image>\n{prompt}<|im_end|>\n<|im_start|>assistant\n".
@@ -59,13 +58,9 @@ def build_llava_onevision(
 ) -> Path:
     """Write a tiny LLaVA-OneVision; ``sizes``: any ``TinySizes`` field (other keys are ignored)."""
     lm = TinySizes.pick(sizes, max_positions=1024)
-    tokenizer = train_tokenizer(
+    tokenizer = train_chatml_tokenizer(
         SPECIAL_TOKENS,
         vocab_size=lm.vocab_size,
-        bos=None,
-        eos="<|im_end|>",
-        pad="<|endoftext|>",
-        unk=None,
         corpus=[*CORPUS, "<|im_start|>system You are a helpful assistant.<|im_end|>"],
         extra={"image_token": "<image>", "video_token": "<video>"},
     )
@@ -73,9 +68,7 @@ def build_llava_onevision(
     # 1x1 up to 2x2 tiles, as llava-hf's anyres_max_9 grid (384 px tiles) is 1x1 up to 6x6
     pinpoints = [[h * image_size, w * image_size] for h in (1, 2) for w in (1, 2)]
     config = LlavaOnevisionConfig(
-        vision_config=lm.vision_config(
-            SiglipVisionConfig, image_size=image_size, patch_size=patch_size, vision_use_head=False
-        ),
+        vision_config=lm.siglip_vision_config(image_size=image_size, patch_size=patch_size),
         text_config=lm.text_config(
             Qwen2Config, tokenizer, stop=["<|endoftext|>"], head_dim=lm.d_model // lm.n_heads
         ),

@@ -21,7 +21,6 @@ from transformers import (
     PaliGemmaConfig,
     PaliGemmaForConditionalGeneration,
     PaliGemmaProcessor,
-    SiglipVisionConfig,
 )
 from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
 
@@ -60,20 +59,17 @@ def build_paligemma(
         ),
         tokenizer=tokenizer,
     )
-    text = lm.text_config(
+    # Every layer but the last slides (window 8), the last attends globally.
+    text = lm.gemma_text_config(
         Gemma2Config,
         tokenizer,
-        head_dim=d_head,
+        d_head=d_head,
         query_pre_attn_scalar=query_pre_attn_scalar,
         sliding_window=sliding_window,
-        # Every layer but the last slides (window 8), the last attends globally.
-        layer_types=["sliding_attention"] * (lm.n_layers - 1) + ["full_attention"],
     )
     text.vocab_size = len(tokenizer)  # the processor added the <loc>/<seg> tokens
     config = PaliGemmaConfig(
-        vision_config=lm.vision_config(
-            SiglipVisionConfig, image_size=image_size, patch_size=patch_size, vision_use_head=False
-        ),
+        vision_config=lm.siglip_vision_config(image_size=image_size, patch_size=patch_size),
         text_config=text,
         image_token_index=tokenizer.get_vocab()["<image>"],
         vocab_size=len(tokenizer),

@@ -16,12 +16,14 @@ processor would give it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from transformers import (
     PaddleOCRVLProcessor,
+    PretrainedConfig,
+    PreTrainedModel,
     PreTrainedTokenizerFast,
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
@@ -30,7 +32,7 @@ from transformers import (
 )
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from model_adapters.testing.common import CORPUS, TinySizes, save_tiny_checkpoint, train_tokenizer
+from model_adapters.testing.common import CORPUS, TinySizes, save_tiny_checkpoint, train_chatml_tokenizer
 
 # Qwen/Qwen2.5-VL-*-Instruct's chat template, reduced to images and text: a default system prompt when the
 # conversation has none, "<|im_start|>{role}\n...<|im_end|>\n" turns, an image item rendered as
@@ -63,13 +65,9 @@ QWEN_SPECIAL_TOKENS = [
 
 def qwen_tokenizer(sizes: TinySizes, corpus: Sequence[str] = CORPUS) -> PreTrainedTokenizerFast:
     """The Qwen-VL tokenizer layout: no BOS, eos ``<|im_end|>``, pad ``<|endoftext|>``, the vision tokens."""
-    tokenizer = train_tokenizer(
+    tokenizer = train_chatml_tokenizer(
         QWEN_SPECIAL_TOKENS,
         vocab_size=sizes.vocab_size,
-        bos=None,
-        eos="<|im_end|>",
-        pad="<|endoftext|>",
-        unk=None,
         corpus=[*corpus, "system user assistant You are a helpful assistant."],
         extra={
             "image_token": "<|image_pad|>",
@@ -113,6 +111,60 @@ def qwen_processor(
     )
 
 
+def qwen_text_config(
+    sizes: TinySizes,
+    config_class: Callable[..., PretrainedConfig],
+    tokenizer: PreTrainedTokenizerFast,
+    *,
+    init_std: float,
+    **extra: Any,
+) -> PretrainedConfig:
+    """A Qwen-VL text config: ``<|endoftext|>`` as a second eos, ``init_std`` as the init scale."""
+    return sizes.text_config(
+        config_class, tokenizer, stop=["<|endoftext|>"], initializer_range=init_std, **extra
+    )
+
+
+def qwen_vision_config(
+    sizes: TinySizes, config_class: Callable[..., PretrainedConfig], *, patch_size: int, **extra: Any
+) -> PretrainedConfig:
+    """A Qwen-VL vision tower of ``sizes`` (2 heads, 2x2 merge, 2-frame patches) projecting to the LM width."""
+    return config_class(
+        depth=sizes.vision_layers,
+        hidden_size=sizes.vision_d_model,
+        intermediate_size=2 * sizes.vision_d_model,
+        num_heads=2,
+        patch_size=patch_size,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        out_hidden_size=sizes.d_model,
+        **extra,
+    )
+
+
+def save_qwen_checkpoint(
+    directory: Path,
+    model_class: type[PreTrainedModel],
+    config: PretrainedConfig,
+    tokenizer: PreTrainedTokenizerFast,
+    *,
+    seed: int,
+    patch_size: int,
+    min_pixels: int,
+    max_pixels: int,
+    chat_template: str,
+) -> Path:
+    """Save a tiny Qwen-VL with its image-only processor (``qwen_processor``)."""
+    processor = qwen_processor(
+        tokenizer,
+        patch_size=patch_size,
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
+        chat_template=chat_template,
+    )
+    return save_tiny_checkpoint(directory, model_class, config, processor, seed=seed)
+
+
 def build_qwen2_5_vl(
     directory: Path,
     *,
@@ -133,32 +185,30 @@ def build_qwen2_5_vl(
     """
     lm = TinySizes.pick(sizes)
     tokenizer = qwen_tokenizer(lm)
-    text = lm.text_config(
+    text = qwen_text_config(
+        lm,
         Qwen2_5_VLTextConfig,
         tokenizer,
-        stop=["<|endoftext|>"],
-        initializer_range=init_std,
+        init_std=init_std,
         rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": list(mrope_section)},
     )
-    vision = Qwen2_5_VLVisionConfig(
-        depth=lm.vision_layers,
-        hidden_size=lm.vision_d_model,
-        intermediate_size=2 * lm.vision_d_model,
-        num_heads=2,
+    vision = qwen_vision_config(
+        lm,
+        Qwen2_5_VLVisionConfig,
         patch_size=patch_size,
-        spatial_merge_size=2,
-        temporal_patch_size=2,
         window_size=window_size,
         fullatt_block_indexes=[lm.vision_layers - 1],
-        out_hidden_size=lm.d_model,
         tokens_per_second=2,
     )
     config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **qwen_vision_ids(tokenizer))
-    processor = qwen_processor(
+    return save_qwen_checkpoint(
+        directory,
+        Qwen2_5_VLForConditionalGeneration,
+        config,
         tokenizer,
+        seed=seed,
         patch_size=patch_size,
         min_pixels=min_pixels,
         max_pixels=max_pixels,
         chat_template=QWEN2_5_VL_CHAT_TEMPLATE,
     )
-    return save_tiny_checkpoint(directory, Qwen2_5_VLForConditionalGeneration, config, processor, seed=seed)

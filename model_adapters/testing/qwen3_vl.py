@@ -24,8 +24,14 @@ from transformers import (
     Qwen3VLVisionConfig,
 )
 
-from model_adapters.testing.common import TinySizes, save_tiny_checkpoint
-from model_adapters.testing.qwen2_5_vl import qwen_processor, qwen_tokenizer, qwen_vision_ids
+from model_adapters.testing.common import TinySizes
+from model_adapters.testing.qwen2_5_vl import (
+    qwen_text_config,
+    qwen_tokenizer,
+    qwen_vision_config,
+    qwen_vision_ids,
+    save_qwen_checkpoint,
+)
 
 # Qwen/Qwen3-VL-*-Instruct's chat template, reduced to images and text: no default system prompt (a system
 # message, when given, comes first), "<|im_start|>{role}\n...<|im_end|>\n" turns, an image item rendered as
@@ -75,11 +81,11 @@ def build_qwen3_vl(
     """
     lm = TinySizes.pick(sizes)
     tokenizer = qwen_tokenizer(lm)
-    text = lm.text_config(
+    text = qwen_text_config(
+        lm,
         Qwen3VLTextConfig,
         tokenizer,
-        stop=["<|endoftext|>"],
-        initializer_range=init_std,
+        init_std=init_std,
         head_dim=d_head,
         rope_parameters={
             "rope_type": "default",
@@ -88,26 +94,24 @@ def build_qwen3_vl(
             "mrope_interleaved": True,
         },
     )
-    vision = Qwen3VLVisionConfig(
-        depth=lm.vision_layers,
-        hidden_size=lm.vision_d_model,
-        intermediate_size=2 * lm.vision_d_model,
-        num_heads=2,
+    vision = qwen_vision_config(
+        lm,
+        Qwen3VLVisionConfig,
         patch_size=patch_size,
-        spatial_merge_size=2,
-        temporal_patch_size=2,
-        out_hidden_size=lm.d_model,
         num_position_embeddings=position_grid**2,
         deepstack_visual_indexes=list(range(min(lm.vision_layers, lm.n_layers))),
     )
     config = Qwen3VLConfig(
         text_config=text, vision_config=vision, tie_word_embeddings=False, **qwen_vision_ids(tokenizer)
     )
-    processor = qwen_processor(
+    return save_qwen_checkpoint(
+        directory,
+        Qwen3VLForConditionalGeneration,
+        config,
         tokenizer,
+        seed=seed,
         patch_size=patch_size,
         min_pixels=min_pixels,
         max_pixels=max_pixels,
         chat_template=QWEN3_VL_CHAT_TEMPLATE,
     )
-    return save_tiny_checkpoint(directory, Qwen3VLForConditionalGeneration, config, processor, seed=seed)

@@ -16,16 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from transformers import (
-    Idefics3Processor,
-    LlamaConfig,
-    SmolVLMConfig,
-    SmolVLMForConditionalGeneration,
-    SmolVLMVisionConfig,
-)
+from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration, SmolVLMVisionConfig
 from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
 
-from model_adapters.testing.common import CORPUS, TinySizes, save_tiny_checkpoint, train_tokenizer
+from model_adapters.testing.common import CORPUS, TinySizes, train_tokenizer
+from model_adapters.testing.idefics3 import IMAGE_TOKENS, TILE_TOKENS, save_idefics3_style
 
 # HuggingFaceTB/SmolVLM2-*-Instruct's chat template (transformers' SmolVLM DEFAULT_CHAT_TEMPLATE):
 # "<|im_start|>User:<image>{prompt}<end_of_utterance>\nAssistant:".
@@ -38,17 +33,7 @@ SMOLVLM_CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
 )
 
-SPECIAL_TOKENS = [
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<fake_token_around_image>",
-    "<image>",
-    "<end_of_utterance>",
-    "<global-img>",
-    "<video>",
-    *[f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)],
-]
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *IMAGE_TOKENS, "<video>", *TILE_TOKENS]
 
 
 def build_smolvlm(
@@ -80,20 +65,19 @@ def build_smolvlm(
         },
         add_bos=False,
     )
-    config = SmolVLMConfig(
-        vision_config=lm.vision_config(SmolVLMVisionConfig, image_size=tile_size, patch_size=patch_size),
-        text_config=lm.text_config(LlamaConfig, tokenizer, stop=["<|endoftext|>"]),
+    return save_idefics3_style(
+        directory,
+        SmolVLMForConditionalGeneration,
+        SmolVLMConfig,
+        SmolVLMVisionConfig,
+        SmolVLMImageProcessorPil,
+        lm,
+        tokenizer,
+        seed=seed,
+        tile_size=tile_size,
+        patch_size=patch_size,
         scale_factor=scale_factor,
-        image_token_id=tokenizer.get_vocab()["<image>"],
-    )
-    processor = Idefics3Processor(
-        image_processor=SmolVLMImageProcessorPil(
-            size={"longest_edge": longest_edge},
-            max_image_size={"longest_edge": tile_size},
-            do_image_splitting=True,
-        ),
-        tokenizer=tokenizer,
-        image_seq_len=(tile_size // patch_size) ** 2 // scale_factor**2,
+        longest_edge=longest_edge,
+        stop="<|endoftext|>",
         chat_template=SMOLVLM_CHAT_TEMPLATE,
     )
-    return save_tiny_checkpoint(directory, SmolVLMForConditionalGeneration, config, processor, seed=seed)
