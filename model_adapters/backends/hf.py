@@ -114,6 +114,9 @@ class HFHookPoints(HookedRootModule):
         reset_hooks_end: bool = True,
         clear_contexts: bool = False,
     ) -> Iterator[HFHookPoints]:
+        if not fwd_hooks and not bwd_hooks:  # nothing to attach: the model stays exactly Hugging Face's
+            yield self
+            return
         self._wire()
         try:
             with super().hooks(list(fwd_hooks), list(bwd_hooks), reset_hooks_end, clear_contexts):
@@ -225,13 +228,14 @@ class HFBackend:
         config.pad_token_id = decoding.pad_token_id
         gate = PrefillGate()
         prompt_length = input_ids.shape[1]
-        processor = _LogitsAdapter(decoding, gate, prompt_length)
+        needed = decoding.logits_processor is not None or bool(decoding.prefill_hooks)
+        processors = [_LogitsAdapter(decoding, gate, prompt_length)] if needed else []
         rng = torch.random.fork_rng(devices=[]) if decoding.do_sample else contextlib.nullcontext()
         with rng, self.hooks(gate.wrap(decoding.prefill_hooks)):
             if decoding.do_sample:
                 torch.manual_seed(0 if decoding.seed is None else decoding.seed)
             out = self._hf.generate(  # type: ignore[operator]
-                input_ids=input_ids, generation_config=config, logits_processor=[processor], **model_kwargs
+                input_ids=input_ids, generation_config=config, logits_processor=processors, **model_kwargs
             )
         tokens = out[:, prompt_length:]
         eos = torch.tensor(decoding.eos_token_ids, device=tokens.device, dtype=torch.long)
