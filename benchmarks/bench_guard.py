@@ -24,6 +24,10 @@ bias is set to -1e4 (every score is ~0; the scoring work is the same as for any 
 full budget: ``stop_at_eos=False`` for ``generate_tokens``, and the benchmark models never choose the
 end-of-sequence token (``models.suppress_eos``). The benchmark checks that both sides produce the same text.
 
+``--backend`` (default ``hf``) is the ``load_vlm`` backend of the model both ``hooked`` sides and the
+``concurrent`` row run on: ``hf`` (Hugging Face's own ``generate``, hook points wired only while hooks are
+open) or ``bridge`` (TransformerLens' bridge and its decoding loop). The ``hf`` path does not depend on it.
+
 Run: ``python benchmarks/bench_guard.py --size mid`` (``--smoke`` for a quick check).
 """
 
@@ -39,6 +43,7 @@ from typing import Any
 import torch
 from cli_args import (
     GenerationDefaults,
+    add_backend_option,
     add_generation_options,
     base_parser,
     model_from_args,
@@ -72,6 +77,7 @@ CONCURRENT_SMOKE = (8, 1)
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = base_parser("guarded vs unguarded generation (HookedVLM and plain Hugging Face)")
     add_generation_options(parser, "comma-separated batch sizes (default 1,8)")
+    add_backend_option(parser)
     parser.add_argument("--k", type=int, default=32, help="safety heads in the guard (default 32)")
     parser.add_argument("--n-train", type=int, default=None, help="samples the guard is fitted on")
     parser.add_argument("--no-hf", action="store_true", help="skip the Hugging Face generate comparison")
@@ -304,7 +310,7 @@ def render(result: dict[str, Any]) -> str:
         for row in result["rows"]
     ]
     lines = [
-        f"bench_guard: size {s['size']}, {s['new_tokens']} new tokens, guard of {h['k']} heads, "
+        f"bench_guard: size {s['size']}, {h['backend']} backend, {s['new_tokens']} new tokens, guard of {h['k']} heads, "
         f"{s['repeats']} interleaved runs per pair (median of per-pair ratios)",
         f"HEADLINE guarded / unguarded generation (HookedVLM) = {h['ratio_worst']:.3f} at worst "
         f"(target <= {TARGET}: {verdict(h['met'])}; floor 1.00, floor + dot product {h['floor_with_dot']:.4f})",
@@ -318,10 +324,13 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def headline(rows: list[dict[str, Any]], k: int, concurrent: list[dict[str, Any]]) -> dict[str, Any]:
+def headline(
+    rows: list[dict[str, Any]], k: int, concurrent: list[dict[str, Any]], backend: str
+) -> dict[str, Any]:
     hooked = [row for row in rows if row["path"] == "hooked"]
     worst = max(row["ratio"] for row in hooked)
     out: dict[str, Any] = {
+        "backend": backend,
         "k": k,
         "ratio_worst": worst,
         "ratio_by_batch": {str(row["batch"]): row["ratio"] for row in hooked},
@@ -352,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         BENCH,
         args,
         model=bm,
-        headline=headline(rows, len(heads), concurrent),
+        headline=headline(rows, len(heads), concurrent, bm.vlm.backend),
         rows=rows,
         render=render,
         extra=extra,

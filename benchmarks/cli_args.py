@@ -17,6 +17,10 @@ from typing import Any
 import torch
 from models import SIZE_NAMES, BenchModel, build_model, torch_dtype
 
+BACKEND_NAMES = (
+    "hf",
+    "bridge",
+)  # the load_vlm backends a benchmark can measure (load_vlm's "auto" is "hf" here)
 # per-size defaults of a generate benchmark: (new tokens, batch sizes, its own option, repeats)
 GenerationDefaults = tuple[int, tuple[int, ...], int, int]
 
@@ -90,9 +94,39 @@ def parse_generation_args(
     return args
 
 
+def add_backend_option(parser: argparse.ArgumentParser, *, several: bool = False) -> None:
+    """``--backend`` (one ``load_vlm`` backend, default ``hf``) or, with ``several``, ``--backends`` (a
+    comma-separated list, default ``hf,bridge``): which backend(s) the measured ``HookedVLM`` runs on."""
+    if several:
+        parser.add_argument(
+            "--backends", default="hf,bridge",
+            help="comma-separated load_vlm backends to measure, each against raw HF (default hf,bridge)",
+        )  # fmt: skip
+    else:
+        parser.add_argument(
+            "--backend", choices=BACKEND_NAMES, default="hf",
+            help="load_vlm backend of the HookedVLM measured (default hf)",
+        )  # fmt: skip
+
+
+def parse_backends(text: str) -> list[str]:
+    """``"hf,bridge"`` as ``["hf", "bridge"]``; unknown or repeated names exit with a message."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in BACKEND_NAMES]
+    if not names or unknown or len(set(names)) != len(names):
+        raise SystemExit(
+            f"--backends {text!r}: give distinct names among {', '.join(BACKEND_NAMES)}, comma-separated"
+        )
+    return names
+
+
 def model_from_args(args: argparse.Namespace) -> BenchModel:
-    """The benchmark model of ``--size`` on ``--device`` in ``--dtype``, seeded with ``--seed``."""
-    return build_model(args.size, device=args.device, dtype=torch_dtype(args.dtype), seed=args.seed)
+    """The benchmark model of ``--size`` on ``--device`` in ``--dtype``, seeded with ``--seed``, on the
+    backend(s) of ``--backend`` / ``--backends`` when the benchmark has that option (``hf`` otherwise)."""
+    backends = getattr(args, "backends", None) or [getattr(args, "backend", None) or "hf"]
+    return build_model(
+        args.size, device=args.device, dtype=torch_dtype(args.dtype), seed=args.seed, backends=backends
+    )
 
 
 def child_options(args: argparse.Namespace) -> list[str]:

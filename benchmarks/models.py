@@ -98,6 +98,16 @@ class BenchModel:
     size: ModelSize
     build_s: float
     workdir: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+    # every backend built (``vlm`` is the first), each on its own twin of the same parameters
+    vlms: dict[str, HookedVLM] = field(default_factory=dict, repr=False)
+
+    def on(self, backend: str) -> HookedVLM:
+        """The wrapped model of ``backend`` (``"hf"`` or ``"bridge"``), one of those built."""
+        if backend not in self.vlms:
+            raise KeyError(
+                f"no {backend!r} backend was built; built: {', '.join(self.vlms) or self.vlm.backend}"
+            )
+        return self.vlms[backend]
 
     def sync(self) -> Callable[[], object] | None:
         """What timing must call to wait for the device (``torch.cuda.synchronize`` on a GPU)."""
@@ -147,15 +157,22 @@ def check_device(spec: ModelSize, device: str) -> ModelSize:
 
 
 def build_model(
-    size: str, *, device: str = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0
+    size: str,
+    *,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+    backends: Sequence[str] = ("hf",),
 ) -> BenchModel:
     """Build the benchmark model of ``size`` on ``device`` (see the module docstring).
 
     ``tiny`` loads the test checkpoint from its directory; ``mid`` and ``llava7b`` are built from a config in
-    memory, directly on ``device`` (no weights are written or downloaded).
+    memory, directly on ``device`` (no weights are written or downloaded). ``backends``: see ``build_spec``.
     """
     spec = check_size(size, device)
-    return build_spec(spec, device=device, dtype=dtype, seed=seed, checkpoint=size == "tiny")
+    return build_spec(
+        spec, device=device, dtype=dtype, seed=seed, checkpoint=size == "tiny", backends=backends
+    )
 
 
 def build_spec(
@@ -165,13 +182,19 @@ def build_spec(
     dtype: torch.dtype = torch.float32,
     seed: int = 0,
     checkpoint: bool = False,
+    backends: Sequence[str] = ("hf",),
 ) -> BenchModel:
     """Build a model of any shape, e.g. a variant ``dataclasses.replace(SIZES["mid"], n_layers=4)``.
 
     The model is built from a config in memory, as ``mid`` and ``llava7b`` are (so a ``tiny``-shaped variant
     is *not* the test checkpoint); ``checkpoint=True`` loads the test checkpoint instead (``tiny`` only).
+    ``backends``: the ``load_vlm`` backends to wrap it in (``"hf"``, ``"bridge"``), each around its own
+    pristine twin made before any wrapping (the bridge rewrites the modules it wraps), all sharing one set of
+    parameters with the raw twin; ``vlm`` is the first, ``vlms`` holds them all.
     """
     check_device(spec, device)
+    if not backends or len(set(backends)) != len(backends):
+        raise SystemExit(f"backends must be distinct and at least one; got {list(backends)}")
     start = time.perf_counter()
     workdir = tempfile.TemporaryDirectory(prefix=f"sahs_bench_{spec.name}_")
     torch.manual_seed(seed)
@@ -183,8 +206,13 @@ def build_spec(
         hf = _hf_from_config(spec, processor, device, dtype)
     suppress_eos(hf, processor.tokenizer.eos_token_id)
     raw = raw_twin(hf)
-    vlm = load_vlm(source, hf_model=hf, processor=processor, device=device, dtype=dtype)
-    return BenchModel(vlm, raw, spec, time.perf_counter() - start, workdir)
+    twins = [hf] + [raw_twin(hf) for _ in backends[1:]]  # all made before any backend wraps one
+    vlms = {
+        name: load_vlm(source, hf_model=twin, processor=processor, device=device, dtype=dtype, backend=name)
+        for name, twin in zip(backends, twins, strict=True)
+    }
+    vlm = vlms[backends[0]]
+    return BenchModel(vlm, raw, spec, time.perf_counter() - start, workdir, vlms)
 
 
 class ModelCache:
