@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -139,6 +139,14 @@ class HFHookPoints(HookedRootModule):
                 layer.register_forward_hook(self._resid_hook(block.hook_resid_post)),
             ]
 
+    def drop_wiring_early(self) -> None:
+        """After the prefill of a generation whose only hooks were prefill hooks: remove the wiring now, so
+        the decode steps run exactly Hugging Face's modules (the hook context still closes as usual)."""
+        if self._depth == 1 and self._handles:
+            for handle in self._handles:
+                handle.remove()
+            self._handles = []
+
     def _unwire(self) -> None:
         self._depth -= 1
         if self._depth == 0:
@@ -229,7 +237,9 @@ class HFBackend:
         gate = PrefillGate()
         prompt_length = input_ids.shape[1]
         needed = decoding.logits_processor is not None or bool(decoding.prefill_hooks)
-        processors = [_LogitsAdapter(decoding, gate, prompt_length)] if needed else []
+        processors = (
+            [_LogitsAdapter(decoding, gate, prompt_length, self.points.drop_wiring_early)] if needed else []
+        )
         rng = torch.random.fork_rng(devices=[]) if decoding.do_sample else contextlib.nullcontext()
         with rng, self.hooks(gate.wrap(decoding.prefill_hooks)):
             if decoding.do_sample:
@@ -251,11 +261,16 @@ class _LogitsAdapter:
     """Hugging Face's ``(input_ids, scores)`` logits-processor call as our ``(step, generated, logits)``;
     its first call also closes the prefill gate (the prefill forward is done by then)."""
 
-    def __init__(self, decoding: Decoding, gate: PrefillGate, prompt_length: int) -> None:
+    def __init__(
+        self, decoding: Decoding, gate: PrefillGate, prompt_length: int, after_prefill: Callable[[], None]
+    ) -> None:
         self.decoding, self.gate, self.prompt_length = decoding, gate, prompt_length
+        self.after_prefill = after_prefill
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
-        self.gate.open = False
+        if self.gate.open:
+            self.gate.open = False
+            self.after_prefill()
         if self.decoding.logits_processor is None:
             return scores
         generated = input_ids[:, self.prompt_length :]
