@@ -27,10 +27,10 @@ import plotly.graph_objects as go
 from model_adapters.identity import IDENTITY_FIELDS, identity_mismatches
 from sahs_lens import plotting
 from sahs_lens._version import __version__
+from sahs_lens.evaluation.detection import METRIC_LABELS
 from sahs_lens.guard import SafetyHeadGuard
 from sahs_lens.head_activations import HeadActivations
 from sahs_lens.heads import HeadSet
-from sahs_lens.plotting.summary import METRIC_LABELS
 from sahs_lens.ranking import rank_heads
 from sahs_lens.report import write_report
 from sahs_lens.run_artifacts import KINDS, Artifact, RunContents, find_artifacts, is_demo_run

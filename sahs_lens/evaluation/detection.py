@@ -114,7 +114,7 @@ class Estimate:
         return f"{self.value:.4f} [{self.low:.4f}, {self.high:.4f}]"
 
 
-_METRIC_LABELS = {
+METRIC_LABELS: dict[str, str] = {
     "accuracy": "accuracy",
     "auroc": "AUROC",
     "tpr_at_1pct_fpr": "TPR @ 1% FPR",
@@ -124,6 +124,7 @@ _METRIC_LABELS = {
     "tpr": "TPR",
     "fpr": "FPR",
 }
+"""How each detection metric is named in tables and figures."""
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ class DetectionMetrics:
         ci_col = f"{self.ci:.0%} CI" if has_ci else ""
         lines = [header, f"{'metric':<16} {'value':>7}  {ci_col}".rstrip()]
         for name, est in self.metrics().items():
-            label = _METRIC_LABELS[name]
+            label = METRIC_LABELS[name]
             if name in ("accuracy", "f1", "precision", "tpr", "fpr"):
                 label += f" @ {self.threshold:g}"
             interval = (

@@ -15,19 +15,9 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
+from sahs_lens.evaluation.detection import METRIC_LABELS
 from sahs_lens.guard import SafetyHeadGuard
 from sahs_lens.plotting.style import BENIGN_COLOR, HIGHLIGHT_COLOR, MALICIOUS_COLOR, group_order
-
-METRIC_LABELS = {
-    "accuracy": "accuracy",
-    "auroc": "AUROC",
-    "tpr_at_1pct_fpr": "TPR @ 1% FPR",
-    "tpr_at_5pct_fpr": "TPR @ 5% FPR",
-    "f1": "F1",
-    "precision": "precision",
-    "tpr": "TPR",
-    "fpr": "FPR",
-}
 
 
 def sample_counts(
