@@ -109,6 +109,9 @@ def ablate_heads(
             )
         _check_reference(reference, model)
     generator = torch.Generator().manual_seed(seed)
+    # one draw of reference rows per batch size, shared by every layer's hook: a row's resampled heads all
+    # come from the same reference prompt, in every layer and at every decoding step
+    draws: dict[int, Tensor] = {}
     hooks = []
     for layer, layer_heads in head_set.by_layer().items():
         index = torch.tensor(layer_heads)
@@ -119,15 +122,19 @@ def ablate_heads(
         elif mode == "resample":
             assert reference is not None
             value = reference.z[:, layer, index]  # [n_ref, k, d_head]
-        hooks.append((hook_z_name(layer), _ablation_hook(index, mode, value, positions, generator)))
+        hooks.append((hook_z_name(layer), _ablation_hook(index, mode, value, positions, generator, draws)))
     with model.hooks(hooks):
         yield model
 
 
 def _ablation_hook(
-    index: Tensor, mode: str, value: Tensor | None, positions: str, generator: torch.Generator
+    index: Tensor,
+    mode: str,
+    value: Tensor | None,
+    positions: str,
+    generator: torch.Generator,
+    draws: dict[int, Tensor],
 ) -> Callable[..., Tensor]:
-    draws: dict[int, Tensor] = {}
 
     def hook(z: Float[Tensor, "batch pos head_index d_head"], hook: Any) -> Tensor:
         idx = index.to(z.device)
@@ -139,7 +146,6 @@ def _ablation_hook(
             z[:, span, idx] = value.to(device=z.device, dtype=z.dtype)
         else:
             assert value is not None
-            # one draw per batch size, kept for every later forward (decoding steps see the same rows)
             if z.shape[0] not in draws:
                 draws[z.shape[0]] = torch.randint(0, value.shape[0], (z.shape[0],), generator=generator)
             z[:, span, idx] = value[draws[z.shape[0]]].to(device=z.device, dtype=z.dtype)[:, None]

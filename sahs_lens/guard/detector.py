@@ -214,11 +214,11 @@ class SafetyHeadGuard:
                 f"{math.ceil(1.0 / target_fpr)} benign samples or a larger target_fpr"
             )
         allowed = math.floor(target_fpr * n + 1e-9)
-        ordered = torch.sort(scores.double(), descending=True).values
-        cut = float(ordered[allowed]) if allowed < n else 0.0
-        threshold = float(
-            torch.nextafter(torch.tensor(cut, dtype=torch.float64), torch.tensor(2.0, dtype=torch.float64))
-        )
+        # Scores are float32 and so are the comparisons that use the threshold: the next float32 above the
+        # cut (a float64 step would round back onto the cut and flag it, and every score tied with it).
+        ordered = torch.sort(scores.float(), descending=True).values
+        cut = ordered[allowed] if allowed < n else torch.tensor(0.0)
+        threshold = float(torch.nextafter(cut.float(), torch.tensor(2.0, dtype=torch.float32)))
         if threshold >= 1.0:
             raise ValueError(
                 f"target_fpr={target_fpr} is unreachable: {allowed + 1} benign samples already score 1.0; the "
