@@ -27,6 +27,12 @@ from model_adapters.backends import BACKENDS, Backend, choose_backend
 from model_adapters.backends.bridge import BridgeBackend
 from model_adapters.backends.hf import HFBackend
 from model_adapters.base import HookedVLM, VLMConfig
+from model_adapters.device_maps import (
+    check_bridge_map,
+    check_device_map,
+    check_placement,
+    parameters_for_reading,
+)
 from model_adapters.families import family_for
 from model_adapters.structure import find_language_model
 
@@ -53,7 +59,7 @@ def checkpoint_fingerprint(model: nn.Module) -> str:
     provenance can be checked against either.
     """
     digest = hashlib.sha256()
-    for raw_name, param in model.named_parameters():
+    for raw_name, param in parameters_for_reading(model):
         # the bridge wraps modules in place; name a parameter as the pristine Hugging Face model does
         name = raw_name.replace("._original_component", "").replace("_original_component.", "")
         flat = param.detach().reshape(-1)
@@ -95,6 +101,9 @@ def load_vlm(
     processor: Any = None,
     backend: str = "auto",
     full_hooks: bool = False,
+    device_map: str | dict[str, int | str] | None = None,
+    max_memory: dict[int | str, int | str] | None = None,
+    offload_folder: str | Path | None = None,
 ) -> HookedVLM:
     """Load a vision-language model and wrap it as a ``HookedVLM``.
 
@@ -111,6 +120,12 @@ def load_vlm(
             (TransformerLens' TransformerBridge; the families it supports) or ``"auto"``: the bridge when
             ``full_hooks=True`` and it supports the family, ``"hf"`` otherwise (``model_adapters.backends``).
         full_hooks: ask for TransformerLens' full hook vocabulary (``hook_q``, ``hook_resid_pre``, ...).
+        device_map: spread the model over several devices with accelerate (``model_adapters.device_maps``):
+            ``"auto"``, ``"balanced"``, ``"balanced_low_0"``, ``"sequential"`` or a dict from module name
+            to a device (``0``, ``"cuda:1"``, ``"cpu"``, ``"disk"``). Replaces ``device``. Both backends run
+            such a model (the bridge: all-GPU or all-CPU/disk maps, TransformerLens' own rule).
+        max_memory: per-device budget for the placement, e.g. ``{0: "20GiB", 1: "20GiB", "cpu": "60GiB"}``.
+        offload_folder: where weights mapped to ``"disk"`` are kept.
 
     Example:
         >>> model = load_vlm("llava-hf/llava-1.5-7b-hf", device="cuda", dtype=torch.float16)
@@ -120,6 +135,7 @@ def load_vlm(
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     target = check_device(device)
+    mapped = check_device_map(device_map, max_memory, offload_folder, device=target, hf_model=hf_model)
     name, local = _resolve_source(source)
     dtype = torch.float32 if dtype is None else dtype
     if hf_model is not None:
@@ -138,6 +154,8 @@ def load_vlm(
     family = family_for(architectures[0])
     tpl = family.template(template)
     chosen = choose_backend(backend, family, full_hooks=full_hooks)
+    if chosen == "bridge":
+        check_bridge_map(mapped)
     if processor is None:
         try:
             processor = AutoProcessor.from_pretrained(name)
@@ -160,8 +178,16 @@ def load_vlm(
                 f"cannot load a processor from {name!r} ({exc}); pass processor= with the model's processor"
             ) from exc
     if hf_model is None:
-        loaded = AutoModelForImageTextToText.from_pretrained(name, dtype=dtype, attn_implementation="eager")
-        hf_model = loaded.to(target)  # type: ignore[arg-type]
+        if mapped is None:
+            loaded = AutoModelForImageTextToText.from_pretrained(
+                name, dtype=dtype, attn_implementation="eager"
+            )
+            hf_model = loaded.to(target)  # type: ignore[arg-type]
+        else:
+            hf_model = AutoModelForImageTextToText.from_pretrained(
+                name, dtype=dtype, attn_implementation="eager", **mapped
+            )
+            check_placement(hf_model)
     hf_model.eval()
     checkpoint = checkpoint_fingerprint(hf_model)
     language_model = find_language_model(hf_model)
@@ -169,9 +195,13 @@ def load_vlm(
     if chosen == "bridge":
         from transformer_lens.model_bridge import TransformerBridge
 
-        with no_runtime_installs():
+        with no_runtime_installs():  # a dispatched model (hf_device_map) keeps its placement in the bridge
             bridge = TransformerBridge.boot_transformers(
-                name, hf_model=hf_model, tokenizer=processor.tokenizer, device=str(target), dtype=dtype
+                name,
+                hf_model=hf_model,
+                tokenizer=processor.tokenizer,
+                device=None if mapped else str(target),
+                dtype=dtype,
             )
         bridge.processor = processor
         wrapped: Backend = BridgeBackend(bridge)

@@ -15,55 +15,52 @@ gives. Resuming trusts content, not names: the manifest records per sample a SHA
 its image (the file's bytes for a path; mode, size and RGB pixels for a PIL image) and its label, and a run
 whose samples changed in any of these (or came in another order) is refused, naming the first changed
 sample, before any forward runs. Stale rows are never returned.
+
+Under ``torchrun`` (``sahs_lens.distributed``) the same call is data-parallel: the ranks first check that
+they all got the same model, samples and arguments, then each takes a deterministic share of the shards
+still missing (the shards a single process would write, so batches are composed the same way) and records
+them in its own ``progress-RRRRR.json``; rank 0 finally writes the manifest one process would have written.
+The directory is then identical, file for file, to a single-process run. Resuming after any rank was
+killed reads every verified shard, whichever world size wrote it, and shares out only the rest.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
-from PIL import Image
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from model_adapters import HookedVLM
 from model_adapters.hook_names import HOOK_Z
-from model_adapters.images import open_image
 from sahs_lens._version import __version__
+from sahs_lens.content import SampleLike, sample_content
 from sahs_lens.decision import POSITION_RULE, DecisionReader
+from sahs_lens.distributed import World, current_world, fingerprint
 from sahs_lens.head_activations import HeadActivations
 from sahs_lens.heads import HeadSet
 from sahs_lens.schema import sha256_file
 from sahs_lens.shards import (
+    FORMAT,
     MANIFEST,
     SHARD_PATTERN,
     is_legacy,
+    progress_name,
     read_manifest,
+    read_progress,
     read_shard,
+    remove_progress,
     shard_name,
     write_manifest,
+    write_progress,
     write_shard,
 )
-
-
-class SampleLike(Protocol):
-    """What collection reads of a sample (``sahs_lens.data.Sample`` and any look-alike)."""
-
-    @property
-    def prompt(self) -> str: ...
-    @property
-    def image(self) -> Any: ...
-    @property
-    def label(self) -> int: ...
-    @property
-    def id(self) -> str: ...
-    @property
-    def source(self) -> str: ...
 
 
 def collection_provenance(
@@ -100,6 +97,7 @@ def collect_head_activations(
     shard_size: int | None = None,
     dataset: str | None = None,
     progress: bool = True,
+    distributed: bool = True,
 ) -> HeadActivations:
     """Every head's ``hook_z`` at the last prompt position, for every sample.
 
@@ -114,7 +112,10 @@ def collect_head_activations(
         heads: only collect these heads (the others stay zero; the forward stops after their deepest layer).
         shard_size: samples per shard on disk (default: 16 batches).
         dataset: a name for the data, recorded in the provenance.
-        progress: show a progress bar.
+        progress: show a progress bar (under torchrun: on rank 0).
+        distributed: under torchrun (a process group, or ``WORLD_SIZE`` > 1), share the work between the
+            ranks (``sahs_lens.distributed``; every rank must call it then); ``False``: this process
+            collects everything on its own.
 
     Returns:
         ``HeadActivations`` with ``z`` of shape ``[n_samples, n_layers, n_heads, d_head]``.
@@ -144,25 +145,35 @@ def collect_head_activations(
     labels = torch.tensor([int(s.label) for s in samples], dtype=torch.long)
     n_shards = math.ceil(len(samples) / shard_size)
     reader = _LastPositionReader(model, heads, dtype)
+    world = current_world() if distributed else World()
+    run = {"batch_size": batch_size, "shard_size": shard_size, "n_samples": len(samples)}
+    content = sample_content(samples)
+    if world.size > 1:
+        progress = progress and world.is_main
+        _check_ranks_agree(world, model, provenance, run, [ids, sources, content])
 
     if out is None:
-        parts = []
-        bar = tqdm(total=len(samples), desc="collecting hook_z", disable=not progress, unit="sample")
-        for lo in range(0, len(samples), batch_size):
-            chunk = samples[lo : lo + batch_size]
-            parts.append(reader(chunk))
-            bar.update(len(chunk))
+        starts = range(0, len(samples), batch_size)
+        mine = world.share(starts)
+        total = sum(min(batch_size, len(samples) - lo) for lo in mine)
+        bar = tqdm(total=total, desc="collecting hook_z", disable=not progress, unit="sample")
+        batches: dict[int, Tensor] = {}
+        for lo in mine:  # one process: every batch; under torchrun: this rank's, then gathered in order
+            batches[lo] = reader(samples[lo : lo + batch_size])
+            bar.update(len(batches[lo]))
         bar.close()
-        acts = HeadActivations(
-            z=torch.cat(parts), labels=labels, ids=ids, sources=sources, provenance=provenance
-        )
+        if world.size > 1:
+            batches = {lo: z for share in world.gather(batches) for lo, z in share.items()}
+        z = torch.cat([batches[lo] for lo in starts])
+        acts = HeadActivations(z=z, labels=labels, ids=ids, sources=sources, provenance=provenance)
         acts.check_finite()
         return acts
 
     directory = Path(out)
-    run = {"batch_size": batch_size, "shard_size": shard_size, "n_samples": len(samples)}
-    content = sample_content(samples)
     extra = {"run": run, "content": content}
+    if world.size > 1 or read_progress(directory):  # several ranks, or a run of several to resume
+        job = _Job(directory, provenance, ids, sources, labels, run, content, samples)
+        return collect_ranked(world, job, reader, progress=progress)
     shards, complete = _resume_point(directory, provenance, ids, sources, run, content)
     done = len(shards)
     if complete and done == n_shards:
@@ -197,38 +208,158 @@ def collect_head_activations(
     return HeadActivations.load(directory)
 
 
-def sample_content(samples: Sequence[SampleLike]) -> dict[str, list[Any]]:
-    """Per sample, the SHA-256 of its prompt and of its image (None without one), and its label.
+@dataclass
+class _Job:
+    """One collection into a directory, as every rank computes it (``collect_ranked``)."""
 
-    A path's image hash is the hash of the file's bytes; a PIL image's covers its mode, size and RGB
-    pixels (what the model sees). Recorded in the manifest so that resuming compares content, not ids.
+    directory: Path
+    provenance: dict[str, Any]
+    ids: list[str]
+    sources: list[str]
+    labels: Tensor
+    run: dict[str, Any]
+    content: dict[str, list[Any]]
+    samples: list[Any]
+
+    @property
+    def shard_size(self) -> int:
+        return int(self.run["shard_size"])
+
+    @property
+    def n_shards(self) -> int:
+        return math.ceil(len(self.ids) / self.shard_size)
+
+    def rows(self, s: int) -> tuple[int, int]:
+        return s * self.shard_size, min(len(self.ids), (s + 1) * self.shard_size)
+
+    def fingerprint(self) -> str:
+        """What a progress record must match: the run, minus the package version (as ``_resume_point``)."""
+        prov = {k: v for k, v in self.provenance.items() if k != "package_version"}
+        return fingerprint([prov, self.run, self.ids, self.sources, self.content])
+
+    def write_manifest(self, shards: list[dict[str, Any]], complete: bool) -> None:
+        write_manifest(self.directory, provenance=self.provenance, shards=shards, ids=self.ids,
+                       sources=self.sources, complete=complete, extra={"run": self.run, "content": self.content})  # fmt: skip
+
+
+def collect_ranked(
+    world: World, job: _Job, reader: _LastPositionReader, *, progress: bool
+) -> HeadActivations:
+    """Collect ``job`` with this rank's share of its unfinished shards; the same directory as one process.
+
+    Every rank reads what the directory holds (``_resume_point`` for ``manifest.json``, plus the verified
+    shards of every ``progress-*.json``, whichever world size wrote them), the ranks check that they all see
+    the same, and the shards still missing are shared out (``World.share``). Each rank writes its shards
+    and its progress record; at the end rank 0 writes the complete manifest and removes the records.
     """
-    prompts, images = [], []
-    for sample in samples:
-        prompts.append(hashlib.sha256(sample.prompt.encode("utf-8", "surrogatepass")).hexdigest())
-        images.append(_image_digest(sample))
-    return {"prompt_sha256": prompts, "image_sha256": images, "labels": [int(s.label) for s in samples]}
+    directory = job.directory
+    done, complete, own = world.all_ok(lambda: _ranked_state(job))
+    shared = "it must be one directory on a filesystem every rank shares (the same path on every machine)"
+    world.agree({"finished shards": fingerprint([sorted(done), complete])}, what=f"what {directory} holds",
+                fix=shared)  # fmt: skip
+    if not complete:
+
+        def start() -> None:
+            if world.is_main:
+                directory.mkdir(parents=True, exist_ok=True)
+                if not (directory / MANIFEST).is_file() or (directory / MANIFEST).stat().st_size == 0:
+                    job.write_manifest([], complete=False)  # the run's identity, before any shard
+
+        world.all_ok(start)
+        world.barrier()
+        seen = world.all_ok(lambda: _visible_manifest(directory, shared))
+        world.agree({"manifest.json": seen}, what=f"the manifest in {directory}", fix=shared)
+    mine = world.share([s for s in range(job.n_shards) if s not in done])
+    entries = dict(own.get(progress_name(world.rank), {}))
+    new: dict[int, dict[str, Any]] = {}
+    total = sum(job.rows(s)[1] - job.rows(s)[0] for s in mine)
+    bar = tqdm(total=total, desc="collecting hook_z", disable=not progress, unit="sample")
+    for s in mine:
+        lo, hi = job.rows(s)
+        parts = []
+        for b in range(lo, hi, job.run["batch_size"]):
+            parts.append(reader(job.samples[b : min(hi, b + job.run["batch_size"])]))
+            bar.update(len(parts[-1]))
+        z = torch.cat(parts)
+        _check_finite_chunk(z, job.ids[lo:hi])
+        new[s] = entries[s] = write_shard(directory, s, z, job.labels[lo:hi], start=lo, ids=job.ids[lo:hi])
+        write_progress(directory, world.rank, run_fingerprint=job.fingerprint(), shards=entries)
+    bar.close()
+    gathered = world.gather(new)  # every rank's new shards, so rank 0 never trusts a stale record
+
+    def finish() -> None:
+        if not world.is_main:
+            return
+        if not complete:
+            finished = dict(done)
+            for share in gathered:
+                finished.update(share)
+            job.write_manifest([finished[s] for s in range(job.n_shards)], complete=True)
+        remove_progress(directory)
+
+    world.all_ok(finish)
+    return HeadActivations.load(directory)
 
 
-def _image_digest(sample: SampleLike) -> str | None:
-    image = sample.image
-    if image is None:
-        return None
-    if isinstance(image, Image.Image):
-        rgb = open_image(image)
-        digest = hashlib.sha256(f"pil:{image.mode}:{image.size[0]}x{image.size[1]}:".encode())
-        digest.update(rgb.tobytes() if rgb is not None else b"")
-        return digest.hexdigest()
-    if isinstance(image, str | Path):
-        try:
-            return sha256_file(image)
-        except OSError as error:
+def _visible_manifest(directory: Path, shared: str) -> str:
+    if not (directory / MANIFEST).is_file():
+        raise FileNotFoundError(
+            f"{directory / MANIFEST}, written by rank 0, is not visible on this rank: {shared}"
+        )
+    return sha256_file(directory / MANIFEST)
+
+
+def _ranked_state(job: _Job) -> tuple[dict[int, dict[str, Any]], bool, dict[str, dict[int, dict[str, Any]]]]:
+    """``(finished shards by index, complete, each progress record's verified shards)`` of ``job``'s directory.
+
+    A record's entry is kept only when its file verifies (``read_shard``: SHA-256, place, shape) and sits
+    where this run puts shard ``index``; anything else is recomputed.
+    """
+    directory = job.directory
+    shards, complete = _resume_point(directory, job.provenance, job.ids, job.sources, job.run, job.content)
+    done = dict(enumerate(shards))
+    own: dict[str, dict[int, dict[str, Any]]] = {}
+    for name, record in read_progress(directory).items():
+        if record["run_fingerprint"] != job.fingerprint():
             raise ValueError(
-                f"sample {sample.id!r}: cannot read image file {image} ({type(error).__name__}: {error}); "
-                "check the path"
-            ) from None
-    raise TypeError(
-        f"sample {sample.id!r}: image must be a path, a PIL image or None; got {type(image).__name__}"
+                f"{directory / name} records shards of another run than {directory / MANIFEST} describes; "
+                "nothing was overwritten. Delete the directory to start over, or use another out= directory"
+            )
+        kept: dict[int, dict[str, Any]] = {}
+        for entry in record["shards"]:
+            s, rest = entry["index"], {k: v for k, v in entry.items() if k != "index"}
+            lo, hi = job.rows(s)
+            if (
+                s >= job.n_shards
+                or rest["file"] != shard_name(s)
+                or (rest["start"], rest["n"]) != (lo, hi - lo)
+            ):
+                continue
+            try:
+                read_shard(directory, {"format": FORMAT, "ids": job.ids, "shards": [rest]}, 0)
+            except ValueError:  # damaged since it was written: recompute it
+                continue
+            kept[s] = rest
+        own[name] = kept
+        done.update(kept)
+    return done, complete and len(done) == job.n_shards, own
+
+
+def _check_ranks_agree(
+    world: World, model: HookedVLM, provenance: dict[str, Any], run: dict[str, Any], samples: list[Any]
+) -> None:
+    """Refuse, on every rank and before any forward or write, unless all ranks got the same job."""
+    model_keys = {*model.cfg.identity(), "model_dtype", "d_model"}
+    world.agree(
+        {
+            "the model": fingerprint({k: v for k, v in provenance.items() if k in model_keys}),
+            "the samples (ids, sources, prompts, images, labels)": fingerprint(samples),
+            "the arguments (dtype, heads, dataset, batch and shard size, version)": fingerprint(
+                [{k: v for k, v in provenance.items() if k not in model_keys}, run]
+            ),
+        },
+        what="what to collect",
+        fix="start every rank with the same --model, --data and options (nothing was written)",
     )
 
 

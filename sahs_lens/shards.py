@@ -17,6 +17,12 @@ ones whose rows are on disk. Every write is atomic (a ``.tmp`` file, fsync, rena
 any moment leaves either the old file or the new one, plus at most a stale ``*.tmp`` that the next run
 ignores.
 
+A collection spread over several processes (``sahs_lens.distributed``) also keeps, while it runs, one
+``progress-RRRRR.json`` per rank: the manifest entries (plus their shard ``index``) of the shards that rank
+has finished, and a fingerprint of the run they belong to. Shards need not finish in order there; when all
+ranks are done, rank 0 writes the one ``manifest.json`` a single process would have written and removes
+the progress files, so the finished directory is the same file for file.
+
 Directories written before checksums existed (format ``sahs_lens.head_activations/1``) still load when
 finished (nothing in them can be verified beyond shapes and counts), but are never resumed.
 """
@@ -33,7 +39,7 @@ from typing import Any
 
 import torch
 from safetensors.torch import load as load_bytes
-from safetensors.torch import save_file
+from safetensors.torch import save as save_bytes
 from torch import Tensor
 
 from sahs_lens._version import __version__
@@ -50,6 +56,14 @@ _SHARD = {
     "start": Rule(int, ge=0),
     "sha256": Rule(str, pattern=SHA256_HEX),
     "ids_sha256": Rule(str, pattern=SHA256_HEX),
+}
+PROGRESS_FORMAT = "sahs_lens.head_activations.progress/1"
+PROGRESS_PATTERN = re.compile(r"^progress-\d{5}\.json$")
+_PROGRESS = {
+    "format": Rule(str, choices=(PROGRESS_FORMAT,)),
+    "rank": Rule(int, ge=0),
+    "run_fingerprint": Rule(str, pattern=SHA256_HEX),
+    "shards": Rule(list, items=Rule(dict, keys={"index": Rule(int, ge=0), **_SHARD})),
 }
 _LEGACY_SHARD = {"file": Rule(str), "n": Rule(int, ge=0)}
 _CONTENT = {
@@ -94,12 +108,16 @@ def write_shard(
     name = shard_name(index)
     id_hash = ids_digest(ids)
     tmp = directory / (name + ".tmp")
-    save_file(
-        {"z": z.contiguous(), "labels": labels.contiguous()},
-        str(tmp),
-        metadata={"start": str(start), "ids_sha256": id_hash},
+    raw = _canonical(
+        save_bytes(
+            {"z": z.contiguous(), "labels": labels.contiguous()},
+            metadata={"start": str(start), "ids_sha256": id_hash},
+        )
     )
-    _fsync(tmp)
+    with tmp.open("wb") as handle:
+        handle.write(raw)
+        handle.flush()
+        os.fsync(handle.fileno())
     digest = sha256_file(tmp)
     tmp.replace(directory / name)
     return {"file": name, "n": int(z.shape[0]), "start": start, "ids_sha256": id_hash, "sha256": digest}
@@ -228,6 +246,58 @@ def read_shard(directory: Path, manifest: dict[str, Any], index: int) -> tuple[T
             "collect again"
         )
     return z, labels
+
+
+def progress_name(rank: int) -> str:
+    return f"progress-{rank:05d}.json"
+
+
+def write_progress(
+    directory: Path, rank: int, *, run_fingerprint: str, shards: dict[int, dict[str, Any]]
+) -> None:
+    """Atomically record the shards rank ``rank`` has finished (``index -> manifest entry``)."""
+    entries = [{"index": index, **shards[index]} for index in sorted(shards)]
+    record = {"format": PROGRESS_FORMAT, "rank": rank, "run_fingerprint": run_fingerprint, "shards": entries}
+    tmp = directory / (progress_name(rank) + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    _fsync(tmp)
+    tmp.replace(directory / progress_name(rank))
+
+
+def read_progress(directory: Path) -> dict[str, dict[str, Any]]:
+    """Every ``progress-*.json`` of ``directory`` (file name -> record), each checked against its schema.
+
+    An empty file (a crash before its data reached the disk) counts as absent.
+    """
+    records: dict[str, dict[str, Any]] = {}
+    if not directory.is_dir():
+        return records
+    for path in sorted(directory.iterdir()):
+        if not PROGRESS_PATTERN.match(path.name) or path.stat().st_size == 0:
+            continue
+        record = read_json(path, what="a per-rank progress record (written by a distributed collection)")
+        check(record, _PROGRESS, file=path)
+        records[path.name] = record
+    return records
+
+
+def remove_progress(directory: Path) -> None:
+    """Delete the progress records (and their ``.tmp`` leftovers) once ``manifest.json`` is complete."""
+    for path in directory.iterdir():
+        if PROGRESS_PATTERN.match(path.name.removesuffix(".tmp")):
+            path.unlink(missing_ok=True)
+
+
+def _canonical(raw: bytes) -> bytes:
+    """``raw`` with its ``__metadata__`` keys sorted: safetensors writes them in hash order, which changes
+    from process to process, and a shard must be the same bytes whichever process (or rank) wrote it."""
+    size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + size])
+    header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    if len(text) > size:  # cannot happen: the same keys and values, reordered
+        raise RuntimeError("safetensors header grew when its metadata was sorted")
+    return raw[:8] + text.ljust(size) + raw[8 + size :]
 
 
 def _metadata(raw: bytes, name: str) -> dict[str, str]:

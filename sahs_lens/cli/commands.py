@@ -89,6 +89,7 @@ def cmd_organism_train(args: argparse.Namespace) -> int:
 # ---- the method's stages -----------------------------------------------------------------------------
 def cmd_extract(args: argparse.Namespace) -> int:
     from sahs_lens.activations import collect_head_activations
+    from sahs_lens.distributed import env_world, shutdown
 
     out = check_outputs(args.out, [])
     if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").exists():
@@ -96,21 +97,59 @@ def cmd_extract(args: argparse.Namespace) -> int:
             f"--out {out} is not empty and holds no activations (no manifest.json); choose a new or empty "
             "directory (an earlier extract there is resumed)"
         )
+    rank, world, local_rank = env_world()  # under torchrun: one process per GPU, each its own
+    if world > 1 and args.device == "cuda":
+        args.device = f"cuda:{local_rank}"
+    if world > 1 and args.device_map:
+        raise ValueError(
+            f"--device-map under torchrun ({world} ranks) would put every rank's copy on the same devices; "
+            "run one process with --device-map, or torchrun with --device cuda (one GPU per rank)"
+        )
     samples = load_samples(args.data, organism=is_organism(args.model))
-    model = load_model(args)
-    acts = collect_head_activations(
-        model, samples, batch_size=args.batch_size, out=out, dataset="+".join(args.data)
+    model = (
+        _mapped_model(args) if args.device_map or args.max_memory or args.offload_folder else load_model(args)
     )
+    try:
+        acts = collect_head_activations(model, samples, batch_size=args.batch_size, out=out,
+                                        shard_size=args.shard_size, dataset="+".join(args.data))  # fmt: skip
+    finally:
+        shutdown()
     labels = acts.labels.tolist()
-    print(f"{acts} ({labels.count(1)} malicious, {labels.count(0)} benign) -> {out}")
+    if rank == 0:
+        ranks = f" ({world} ranks)" if world > 1 else ""
+        print(f"{acts} ({labels.count(1)} malicious, {labels.count(0)} benign) -> {out}{ranks}")
     return 0
 
 
+def _mapped_model(args: argparse.Namespace) -> Any:
+    """``--device-map/--max-memory/--offload-folder``: the model spread over devices (accelerate)."""
+    import torch
+
+    from model_adapters import load_vlm
+    from model_adapters.device_maps import parse_device_map, parse_max_memory
+
+    if args.device_map is None:
+        raise ValueError(
+            "--max-memory and --offload-folder need --device-map (e.g. --device-map auto --max-memory 0=20GiB)"
+        )
+    if args.model == "organism":
+        from sahs_lens.organism import ORGANISM_DIR as source
+    else:
+        source = args.model
+    return load_vlm(source, dtype=getattr(torch, args.dtype), template=args.template, backend=args.backend,
+                    device=args.device, device_map=parse_device_map(args.device_map), offload_folder=args.offload_folder,
+                    max_memory=None if args.max_memory is None else parse_max_memory(args.max_memory))  # fmt: skip
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
+    from sahs_lens.distributed import current_world
     from sahs_lens.probes import probe_sweep
     from sahs_lens.ranking import rank_heads
 
-    out = check_outputs(args.out, ["sweep", "heads.json"])
+    # Under torchrun every rank solves its share of the heads and gets the whole sweep back; rank 0 alone
+    # checks and writes the outputs (a refusal there is raised on every rank, so none waits forever).
+    world = current_world()
+    out = world.all_ok(lambda: check_outputs(args.out, ["sweep", "heads.json"]) if world.is_main else None)
     acts = _load_acts(args.acts, "--acts")
     n_heads = acts.n_layers * acts.n_heads
     if args.k > n_heads:
@@ -118,8 +157,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
     sweep = probe_sweep(
         acts, shots=list(args.shots), repeats=args.repeats, seed=args.seed, device=args.device
     )
-    sweep.save(out / "sweep")
     heads = rank_heads(sweep, k=args.k, criterion=args.criterion)
+    if out is None:  # not rank 0
+        return 0
+    sweep.save(out / "sweep")
     heads.save(out / "heads.json")
     print(f"top {args.k} heads ({args.criterion}): {heads}\n-> {out / 'heads.json'}, {out / 'sweep'}")
     return 0

@@ -46,7 +46,11 @@ Start with:  sahs-lens demo --quick    (the whole method on the bundled organism
 {DATA_SPECS}
 
 threads: before torch loads, the CLI sets OMP_WAIT_POLICY=PASSIVE and OMP_NUM_THREADS / MKL_NUM_THREADS to
-the cores available, unless you set them, and says so on stderr."""
+the cores available, unless you set them, and says so on stderr.
+
+several GPUs or machines: torchrun --standalone --nproc_per_node=N -m sahs_lens extract ... (the same
+directory as one process, bit for bit; resumable per rank); a model larger than one GPU: extract
+--device-map auto --max-memory 0=40GiB,1=40GiB. Commands for clusters: docs/scale-out.md."""
 
 EXAMPLE_HEADING = "example (runs as written on the bundled organism, on a CPU):"
 GPU_HEADING = "on a real VLM (LLaVA-1.5-7B from the hub, on a GPU):"

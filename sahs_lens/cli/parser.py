@@ -132,6 +132,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", action="append", required=True, help=SPECS)
     p.add_argument("--out", required=True, help="activations directory (an unfinished extract is resumed)")
+    p.add_argument(
+        "--shard-size",
+        type=positive_int,
+        default=None,
+        help="samples per shard on disk, a multiple of --batch-size (default: 16 batches); under torchrun "
+        "a shard is the unit each rank takes (docs/scale-out.md)",
+    )
+    p.add_argument(
+        "--device-map",
+        default=None,
+        help="spread the model over devices with accelerate instead of --device: auto, balanced, "
+        "sequential, or a JSON object/file module -> device (0, cuda:1, cpu, disk)",
+    )
+    p.add_argument(
+        "--max-memory", default=None, help="with --device-map: budgets like 0=20GiB,1=20GiB,cpu=60GiB"
+    )
+    p.add_argument("--offload-folder", default=None, help="with --device-map: where 'disk' weights are kept")
 
     p = _command(
         sub, "probe", "few-shot probe sweep over every head, then rank the safety heads", cmd.cmd_probe

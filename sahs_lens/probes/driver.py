@@ -6,6 +6,10 @@ on. The result, ``accuracy[shot, repeat, layer, head_index]`` (a ``ProbeSweep``)
 accurate with low variance across draws when the training set shrinks to a handful of samples: those are
 the safety heads (``sahs_lens.ranking.rank_heads``).
 
+Under ``torchrun`` (``sahs_lens.distributed``) the head batches are shared out between the ranks (each
+solves the batches a single process would, with the same draws), after a check that every rank holds the
+same activations and arguments; the results are gathered on every rank, equal bit for bit to one process.
+
 How the work is laid out: heads are processed in batches (~512 MB of working memory); within a batch all
 repeats x heads are fitted by one batched solve (``sahs_lens.probes.fit``), and the margins of every probe on
 every sample come from one batched product, gathered at each repeat's held-out samples and scored by the
@@ -17,6 +21,7 @@ they were, and every draw is recorded in the sweep.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +31,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from sahs_lens.distributed import World, current_world, fingerprint
 from sahs_lens.evaluation.metrics import accuracy, auroc, f1
 from sahs_lens.head_activations import HeadActivations
 from sahs_lens.probes.checks import _check_acts, _check_C, _check_classes
@@ -37,6 +43,13 @@ from sahs_lens.probes.sweep import METRICS, ProbeSweep
 __all__ = ["probe_sweep"]
 
 _SWEEP_BYTES = 512 * 2**20  # working memory of one head batch of a sweep
+
+
+def _acts_digest(acts: HeadActivations) -> str:
+    """A fingerprint of everything of ``acts`` a sweep reads: every byte of ``z``, labels, ids, provenance."""
+    digest = hashlib.sha256(acts.z.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    digest.update(fingerprint([acts.labels.tolist(), acts.ids, acts.provenance, list(acts.z.shape)]).encode())
+    return digest.hexdigest()
 
 
 def _score(metric: str, margins: Tensor, labels: Tensor) -> Tensor:
@@ -121,6 +134,7 @@ def probe_sweep(
     test_idx: Sequence[int] | Tensor | None = None,
     max_iter: int = 100,
     dtype: torch.dtype = torch.float32,
+    distributed: bool = True,
 ) -> ProbeSweep:
     """Few-shot probe sweep over every head: ``accuracy[shot, repeat, layer, head_index]`` on held-out data.
 
@@ -149,6 +163,9 @@ def probe_sweep(
         max_iter: Newton step cap per probe.
         dtype: solve precision, ``torch.float32`` (default) or ``torch.float64``; activations stored in half
             precision are converted batch by batch.
+        distributed: under torchrun, share the head batches between the ranks and gather the results on
+            every rank (``sahs_lens.distributed``; every rank must call it then); ``False``: this process
+            solves every head itself (what code running on rank 0 only must pass).
 
     Returns:
         ``ProbeSweep`` (``.accuracy [S, R, L, H]``, ``.mean()``, ``.std()``, ``.draws``, ``.save()``).
@@ -224,6 +241,16 @@ def probe_sweep(
     if not (isinstance(batch_heads, int) and batch_heads >= 1):
         raise ValueError(f"batch_heads must be a positive int or None; got {batch_heads!r}")
 
+    # under torchrun: this rank's head batches only, gathered below
+    world = current_world() if distributed else World()
+    if world.size > 1:
+        progress = progress and world.is_main
+        pool_list = None if pool_arr is None else pool_arr.tolist()
+        test_list = None if test_arr is None else test_arr.tolist()
+        settings = [specs, repeats, seed, pool_list, test_list, metrics, float(C), standardize, batch_heads,
+                    max_iter, str(dtype)]  # fmt: skip
+        world.agree({"the activations": _acts_digest(acts), "the arguments": fingerprint(settings)},
+                    what="what to probe", fix="give every rank the same activations and probe_sweep arguments")  # fmt: skip
     z = acts.z.reshape(n_all, L * H, D)
     y_all = acts.labels.to(dev)
     ws, solver_ws = _Workspace(dev, dtype), _Workspace(dev, dtype)  # reused by every batch
@@ -231,7 +258,8 @@ def probe_sweep(
     draws: list[Tensor] = []
     non_converged: list[int] = []
     batches = [(lo, min(L * H, lo + batch_heads)) for lo in range(0, L * H, batch_heads)]
-    bar = tqdm(total=len(specs) * len(batches), desc="probe sweep", disable=not progress, unit="batch")
+    mine = world.share(batches)  # the batches one process solves, so every head is solved the same way
+    bar = tqdm(total=len(specs) * len(mine), desc="probe sweep", disable=not progress, unit="batch")
     for s, n in enumerate(resolved):
         train = torch.as_tensor(
             np.stack([_draw((seed, n, r), pool_pos, pool_neg, n) for r in range(repeats)])
@@ -247,7 +275,7 @@ def probe_sweep(
         test_dev = test.to(dev)[None]  # [1, R, n_test]
         y_test = y_all[test_dev]  # [1, R, n_test]
         bad = 0
-        for lo, hi in batches:
+        for lo, hi in mine:
             hb = hi - lo
             zb = ws.get("z", hb, n_all, D).copy_(z[:, lo:hi].transpose(0, 1))  # [head, n, d_head]
             # [repeat, head, 2n, d_head], gathered as rows of the flat [head * n, d_head] view (the fast path)
@@ -268,6 +296,15 @@ def probe_sweep(
             bar.update(1)
         non_converged.append(bad)
     bar.close()
+    if world.size > 1:
+        shares = world.gather(
+            ({m: {lo: results[m][:, :, lo:hi].clone() for lo, hi in mine} for m in metrics}, non_converged)
+        )
+        for part, _ in shares:
+            for m in metrics:
+                for lo, block in part[m].items():
+                    results[m][:, :, lo : lo + block.shape[-1]] = block
+        non_converged = [sum(counts) for counts in zip(*(c for _, c in shares), strict=True)]
     if sum(non_converged):
         warnings.warn(
             f"{sum(non_converged)} probe(s) stopped at max_iter={max_iter} Newton steps before reaching the "

@@ -1,0 +1,219 @@
+"""Models larger than one device: accelerate's device maps, checked before anything is loaded.
+
+``load_vlm(..., device_map=...)`` hands the map to Hugging Face's ``from_pretrained``, which places each
+module with accelerate (``"auto"`` fills the GPUs in order, then CPU memory, then disk) and attaches hooks
+that move a module's inputs to its device. Nothing else changes: the ``hf`` backend's hook points sit on
+the modules wherever they are, the decision reader copies what it keeps to the CPU, and generation is
+Hugging Face's own, which runs dispatched models. The bridge backend takes the dispatched model as it is
+(TransformerLens 4.x keeps a pre-loaded model's placement and supports all-GPU and all-CPU/disk maps).
+
+Weights mapped to ``"disk"`` live in ``offload_folder`` and their parameters are on the ``meta`` device
+until a forward needs them; ``parameters_for_reading`` brings them back one module at a time, so the
+checkpoint fingerprint of an offloaded model is the one of the same model on one device. ``"meta"`` itself
+is refused as a target: it holds no weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "STRATEGIES",
+    "check_bridge_map",
+    "check_device_map",
+    "check_placement",
+    "parameters_for_reading",
+    "parse_device_map",
+    "parse_max_memory",
+]
+
+STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
+_FORMS = (
+    f"one of {', '.join(repr(s) for s in STRATEGIES)}, or a dict from module name to a device "
+    "(0, 'cuda:1', 'cpu', 'disk')"
+)
+
+
+def check_device_map(
+    device_map: str | Mapping[str, int | str] | None,
+    max_memory: Mapping[int | str, int | str] | None,
+    offload_folder: str | Path | None,
+    *,
+    device: torch.device,
+    hf_model: nn.Module | None,
+) -> dict[str, Any] | None:
+    """The ``from_pretrained`` keyword arguments of a device map, or None without one; a clear error on
+    anything accelerate would reject later (or worse, accept and run wrongly)."""
+    if device_map is None:
+        if max_memory is not None or offload_folder is not None:
+            raise ValueError(
+                "max_memory and offload_folder only apply with a device_map; pass device_map='auto' (or a "
+                "dict) too"
+            )
+        return None
+    if hf_model is not None:
+        raise ValueError(
+            "device_map places the model load_vlm loads; with hf_model= place it yourself "
+            "(AutoModelForImageTextToText.from_pretrained(..., device_map=...)) and pass it without one"
+        )
+    if device.type != "cpu":
+        raise ValueError(
+            f"give either device ({device}) or device_map ({device_map!r}), not both: the map says where "
+            "every module goes"
+        )
+    try:
+        import accelerate  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "device_map needs the accelerate package (pip install accelerate); it is what places the modules"
+        ) from None
+    kwargs: dict[str, Any] = {"device_map": _check_map(device_map, offload_folder)}
+    if max_memory is not None:
+        kwargs["max_memory"] = _check_memory(max_memory)
+    if offload_folder is not None:
+        kwargs["offload_folder"] = str(offload_folder)
+    return kwargs
+
+
+def _check_map(device_map: Any, offload_folder: str | Path | None) -> str | dict[str, int | str]:
+    if isinstance(device_map, str):
+        if device_map not in STRATEGIES:
+            raise ValueError(f"device_map {device_map!r} is not a placement; give {_FORMS}")
+        return device_map
+    if not isinstance(device_map, Mapping) or not device_map:
+        raise ValueError(f"device_map must be {_FORMS}; got {type(device_map).__name__} {device_map!r}")
+    checked: dict[str, int | str] = {}
+    for module, target in device_map.items():
+        if not isinstance(module, str):
+            raise ValueError(f"device_map keys are module names (str); got {module!r}")
+        checked[module] = _check_target(module, target)
+        if checked[module] == "disk" and offload_folder is None:
+            raise ValueError(
+                f"device_map sends {module!r} to 'disk'; give offload_folder= (--offload-folder), the directory "
+                "its weights are kept in"
+            )
+    return checked
+
+
+def _check_target(module: str, target: Any) -> int | str:
+    where = f"device_map[{module!r}] = {target!r}"
+    if target == "meta":
+        raise ValueError(f"{where}: 'meta' holds no weights; map the module to 'disk' (with offload_folder)")
+    if isinstance(target, bool) or not isinstance(target, int | str):
+        raise ValueError(f"{where}: a target is a GPU index, 'cuda:N', 'cpu', 'mps' or 'disk'")
+    if target in ("cpu", "disk"):
+        return target
+    if target == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise ValueError(f"{where}: this machine has no Apple MPS device; use 'cpu'")
+        return target
+    index = target if isinstance(target, int) else _cuda_index(where, target)
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not 0 <= index < count:
+        have = f"CUDA devices 0 to {count - 1}" if count else "no CUDA device"
+        raise ValueError(f"{where}: this machine has {have}; map the module to one of them or to 'cpu'")
+    return index
+
+
+def _cuda_index(where: str, target: str) -> int:
+    kind, _, index = target.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise ValueError(f"{where}: a target is a GPU index, 'cuda:N', 'cpu', 'mps' or 'disk'")
+    return int(index or 0)
+
+
+def _check_memory(max_memory: Mapping[int | str, int | str]) -> dict[int | str, int | str]:
+    if not isinstance(max_memory, Mapping) or not max_memory:
+        raise ValueError(f"max_memory must be a dict like {{0: '20GiB', 'cpu': '60GiB'}}; got {max_memory!r}")
+    for key, value in max_memory.items():
+        if not (isinstance(key, int) or key in ("cpu", "disk", "mps")) or isinstance(key, bool):
+            raise ValueError(f"max_memory key {key!r}: a GPU index, 'cpu', 'mps' or 'disk'")
+        if isinstance(value, bool) or not (isinstance(value, int) and value > 0 or isinstance(value, str)):
+            raise ValueError(f"max_memory[{key!r}] = {value!r}: a byte count or a size like '20GiB'")
+    return dict(max_memory)
+
+
+def check_bridge_map(mapped: dict[str, Any] | None) -> None:
+    """The bridge backend (TransformerLens 4.x) runs all-GPU or all-CPU/disk maps, not a mix: refuse a
+    dict map that mixes them before loading (for ``"auto"``, TransformerLens checks the placement made)."""
+    targets = (mapped or {}).get("device_map")
+    if not isinstance(targets, dict):
+        return
+    offload = sorted({str(v) for v in targets.values() if v in ("cpu", "disk")})
+    gpus = sorted({str(v) for v in targets.values() if v not in ("cpu", "disk", "mps")})
+    if offload and gpus:
+        raise ValueError(
+            f"the bridge backend runs a model spread over GPUs only, or over CPU and disk only "
+            f"(TransformerLens' rule); this device_map mixes GPU {', '.join(gpus)} with {', '.join(offload)}. "
+            "Use backend='hf', which runs any accelerate device map, or map every module to a GPU"
+        )
+
+
+def check_placement(hf_model: nn.Module) -> None:
+    """Refuse a placement whose first module is offloaded: inputs are sent where the first weight is."""
+    name, param = next(iter(hf_model.named_parameters()))
+    if param.device.type == "meta":
+        raise ValueError(
+            f"the device map offloads the model's first module ({name}) to disk, but its inputs are placed "
+            "on the first module's device; map it (and the vision tower) to a GPU or 'cpu'"
+        )
+
+
+def parameters_for_reading(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """``model.named_parameters()``, with disk-offloaded parameters read back one module at a time (to
+    the CPU, and gone again after the module is left). The same names, order and values as on one device."""
+    try:
+        from accelerate.utils import align_module_device, has_offloaded_params
+    except ImportError:
+        yield from model.named_parameters()
+        return
+    seen: set[int] = set()
+    for prefix, module in model.named_modules():
+        direct = [(n, p) for n, p in module._parameters.items() if p is not None and id(p) not in seen]
+        if not direct:
+            continue
+        seen.update(id(p) for _, p in direct)
+        offloaded = has_offloaded_params(module)
+        context = align_module_device(module, torch.device("cpu")) if offloaded else contextlib.nullcontext()
+        with context:
+            for name, _ in direct:
+                value = module._parameters[name]
+                assert value is not None
+                yield (f"{prefix}.{name}" if prefix else name), value
+
+
+def parse_device_map(text: str) -> str | dict[str, int | str]:
+    """``--device-map``: a strategy name, a JSON file, or inline JSON (``'{"model.vision_tower": 0}'``)."""
+    if text in STRATEGIES:
+        return text
+    path = Path(text).expanduser()
+    try:
+        raw = path.read_text() if path.is_file() else text
+        value = json.loads(raw)
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"--device-map {text!r} is not {_FORMS} (as a JSON file or inline JSON): {error}"
+        ) from None
+    if not isinstance(value, dict):
+        raise ValueError(f"--device-map {text!r} must hold a JSON object (module -> device)")
+    return value
+
+
+def parse_max_memory(text: str) -> dict[int | str, int | str]:
+    """``--max-memory 0=20GiB,1=20GiB,cpu=60GiB`` as ``{0: "20GiB", 1: "20GiB", "cpu": "60GiB"}``."""
+    budget: dict[int | str, int | str] = {}
+    for part in text.split(","):
+        key, sep, size = part.strip().partition("=")
+        if not sep or not key or not size:
+            raise ValueError(
+                f"--max-memory {text!r}: write DEVICE=SIZE pairs separated by commas, e.g. 0=20GiB,cpu=60GiB"
+            )
+        budget[int(key) if key.isdigit() else key] = size
+    return budget
