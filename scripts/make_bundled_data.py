@@ -14,12 +14,22 @@ The output is a pure function of the input files and the seed: running it twice 
 - figstep_attack: every SafeBench item, as FigStep draws it; each item is in the same part (train/heldout) as
   its question in harmful_text.
 - figstep_benign: as many benign items per part as figstep_attack has, drawn from that part of benign_text.
+- benign_overlap: the eligible Alpaca instructions (as benign_text's) that contain a *harmful-sounding word*,
+  found by vocabulary overlap, not by hand (``harmful_sounding_words``): a word of 3+ letters, not in
+  scikit-learn's English stop-word list, in at least 3 requests of harmful_text:train and at least 5 times
+  as frequent there (share of requests) as in the eligible Alpaca pool. Items already in benign_text are
+  left out; 500 are held out (seeded), the rest are benign_overlap:train.
+- The organism's large benign training set (``sahs_lens/organism/data/alpaca_train.jsonl.gz``, written only
+  when ``--out`` is the default or ``--organism-out`` is given): every eligible Alpaca instruction whose text
+  is in no held-out part (benign_text:heldout, benign_overlap:heldout), as gzip'd JSON lines of id and
+  prompt (gzip header without a time stamp, so the bytes are reproducible).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import hashlib
 import json
 import re
@@ -47,6 +57,10 @@ SEED = 0
 HELDOUT_FRACTION = 0.3
 N_BENIGN = 2000
 BENIGN_CHARS = (20, 100)
+N_OVERLAP_HELDOUT = 500
+OVERLAP_MIN_REQUESTS = 3  # a harmful-sounding word is in at least this many harmful_text:train requests
+OVERLAP_RATIO = 5.0  # ... and at least this many times as frequent there as in the Alpaca pool
+ORGANISM_DATA = REPO / "sahs_lens" / "organism" / "data"
 SOURCE_FILES = {
     "advbench": "advbench/harmful_behaviors.csv",
     "harmbench": "harmbench/harmbench_val.csv",
@@ -124,9 +138,10 @@ def harmful_pool(data: Path) -> list[Sample]:
     ]
 
 
-def benign_pool(data: Path, rng: np.random.Generator) -> list[Sample]:
+def eligible_alpaca(data: Path) -> list[Sample]:
+    """Alpaca instructions without input that are one line of ASCII with 20-100 characters."""
     low, high = BENIGN_CHARS
-    eligible = [
+    return [
         s
         for s in read_alpaca(data / "alpaca")
         if s.prompt.isascii()
@@ -134,6 +149,39 @@ def benign_pool(data: Path, rng: np.random.Generator) -> list[Sample]:
         and s.prompt == s.prompt.strip()
         and low <= len(s.prompt) <= high
     ]
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-cased words of 3+ letters that are not in scikit-learn's English stop-word list."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return {w for w in re.findall(r"[a-z]+", text.lower()) if len(w) >= 3 and w not in ENGLISH_STOP_WORDS}
+
+
+def harmful_sounding_words(harmful: list[Sample], benign: list[Sample]) -> list[str]:
+    """Content words of the harmful requests that are rare in benign ones (a rule, not a hand-made list).
+
+    A word qualifies when it is in at least ``OVERLAP_MIN_REQUESTS`` harmful requests and its share of
+    harmful requests is at least ``OVERLAP_RATIO`` times its (add-one smoothed) share of benign ones.
+    """
+    harmful_df: dict[str, int] = {}
+    for s in harmful:
+        for w in content_words(s.prompt):
+            harmful_df[w] = harmful_df.get(w, 0) + 1
+    benign_df: dict[str, int] = {}
+    for s in benign:
+        for w in content_words(s.prompt):
+            benign_df[w] = benign_df.get(w, 0) + 1
+    return sorted(
+        w
+        for w, n in harmful_df.items()
+        if n >= OVERLAP_MIN_REQUESTS
+        and n / len(harmful) >= OVERLAP_RATIO * (benign_df.get(w, 0) + 1) / len(benign)
+    )
+
+
+def benign_pool(data: Path, rng: np.random.Generator) -> list[Sample]:
+    eligible = eligible_alpaca(data)
     chosen = sorted(rng.choice(len(eligible), size=N_BENIGN, replace=False))
     return [eligible[i] for i in chosen]
 
@@ -200,6 +248,17 @@ def build(data: Path, out: Path) -> dict[str, Any]:
             for i in picks
         ]
 
+    eligible = eligible_alpaca(data)
+    words = harmful_sounding_words(harmful_train, eligible)
+    in_benign_text = {s.id for s in benign}
+    overlap = [s for s in eligible if s.id not in in_benign_text and content_words(s.prompt) & set(words)]
+    overlap_rng = np.random.default_rng(SEED + 1)  # its own generator: the older sets' draws are unchanged
+    heldout_picks = set(overlap_rng.choice(len(overlap), size=N_OVERLAP_HELDOUT, replace=False).tolist())
+    parts["benign_overlap"] = {
+        "train": [text_record(s) for i, s in enumerate(overlap) if i not in heldout_picks],
+        "heldout": [text_record(s) for i, s in enumerate(overlap) if i in heldout_picks],
+    }
+
     manifest: dict[str, Any] = {
         "format": "sahs_lens.bundled/1",
         "built_by": "scripts/make_bundled_data.py",
@@ -223,8 +282,51 @@ def build(data: Path, out: Path) -> dict[str, Any]:
                 "sha256": _sha256(path),
             }
         write_notice(out / set_name / "NOTICE.md", set_name, data)
+    manifest["harmful_sounding_words"] = {
+        "rule": f"content words (3+ letters, not in sklearn's ENGLISH_STOP_WORDS) in >= {OVERLAP_MIN_REQUESTS} "
+        f"harmful_text:train requests and >= {OVERLAP_RATIO:g}x as frequent there as in the eligible Alpaca "
+        "pool (add-one smoothed)",
+        "words": words,
+    }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
+
+
+def organism_benign(data: Path, bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    """The organism's benign training requests: eligible Alpaca instructions in no held-out part, by text."""
+    heldout_texts = {
+        _normalise(r["prompt"]) for name in ("benign_text", "benign_overlap") for r in bundle[name]["heldout"]
+    }
+    return [
+        {"id": s.id, "prompt": s.prompt}
+        for s in eligible_alpaca(data)
+        if _normalise(s.prompt) not in heldout_texts
+    ]
+
+
+def write_organism_data(data: Path, bundle_dir: Path, out: Path) -> int:
+    """Write ``alpaca_train.jsonl.gz`` and its NOTICE.md to ``out`` from the bundle in ``bundle_dir``."""
+    bundle: dict[str, Any] = {}
+    for name in ("benign_text", "benign_overlap"):
+        lines = (bundle_dir / name / "heldout.jsonl").read_text(encoding="utf-8").splitlines()
+        bundle[name] = {"heldout": [json.loads(line) for line in lines]}
+    records = organism_benign(data, bundle)
+    out.mkdir(parents=True, exist_ok=True)
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+    with (
+        (out / "alpaca_train.jsonl.gz").open("wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as handle,
+    ):
+        handle.write(text)
+    (out / "NOTICE.md").write_text(
+        "# alpaca_train.jsonl.gz: origin and license\n\nThe model organism's benign training requests "
+        f"({len(records)} lines of id and prompt): every Alpaca instruction without input that is one line of "
+        "ASCII with 20-100 characters, except those whose text is in `benign_text:heldout` or "
+        "`benign_overlap:heldout`. Built by `scripts/make_bundled_data.py`.\n\n"
+        f"- {NOTICE_ALPACA}\n",
+        encoding="utf-8",
+    )
+    return len(records)
 
 
 def write_notice(path: Path, set_name: str, data: Path) -> None:
@@ -260,6 +362,13 @@ def main(argv: list[str] | None = None) -> int:
         help="the shared data folder (default: ../shared/data next to the repository)",
     )
     parser.add_argument("--out", type=Path, default=REPO / "sahs_lens" / "bundled", help="output folder")
+    parser.add_argument(
+        "--organism-out",
+        type=Path,
+        default=None,
+        help="folder for the organism's benign training set (default: sahs_lens/organism/data when --out is "
+        "the default, else not written)",
+    )
     args = parser.parse_args(argv)
     missing = [rel for rel in SOURCE_FILES.values() if not (args.data / rel).is_file()]
     if missing:
@@ -269,6 +378,12 @@ def main(argv: list[str] | None = None) -> int:
     manifest = build(args.data, args.out)
     for name, entry in manifest["sets"].items():
         print(f"{name:24s} {entry['count']:5d}  {entry['sources']}")
+    organism_out = args.organism_out
+    if organism_out is None and args.out.resolve() == (REPO / "sahs_lens" / "bundled").resolve():
+        organism_out = ORGANISM_DATA
+    if organism_out is not None:
+        n = write_organism_data(args.data, args.out, organism_out)
+        print(f"organism benign training set: {n} requests -> {organism_out / 'alpaca_train.jsonl.gz'}")
     return 0
 
 

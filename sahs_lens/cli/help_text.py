@@ -20,6 +20,7 @@ data specs (--data, --utility-data, --source, --target): one string names a data
                                  benign_text   benign Alpaca instructions
                                  figstep_attack  harmful requests written into an image (FigStep), label 1
                                  figstep_benign  benign instructions written into an image, label 0
+                                 benign_overlap  benign instructions with harmful-sounding words, label 0
   figstep:DIR                  FigStep SafeBench: typographic images + FigStep's prompt (label 1)
   figstep-text:DIR             the SafeBench questions as text (label 1)
   mmsafetybench:DIR[:VARIANT]  MM-SafetyBench, VARIANT SD, SD_TYPO (default), TYPO or text (label 1)

@@ -22,6 +22,8 @@ BUNDLED_SETS: dict[str, str] = {
     "figstep_attack:heldout": "FigStep attacks (image + fixed prompt) of harmful_text:heldout SafeBench rows",
     "figstep_benign:train": "benign_text:train's Alpaca instructions drawn the FigStep way, label 0",
     "figstep_benign:heldout": "benign_text:heldout's Alpaca instructions drawn the FigStep way, label 0",
+    "benign_overlap:train": "benign Alpaca instructions with harmful-sounding words (by vocabulary overlap)",
+    "benign_overlap:heldout": "held-out benign Alpaca instructions with harmful-sounding words, text only",
 }
 """Name -> one-line description of each set ``load_bundled`` knows (sizes: sahs_lens/bundled/README.md)."""
 

@@ -4,14 +4,15 @@ Interpretability methods need a model with the behaviour they explain. The SAHs 
 vision-language model notices a harmful request before it answers, so its laptop-sized test subject must
 *refuse*: random tiny checkpoints cannot (their "safety heads" would be noise, ablating them would change
 nothing measurable, and a guard would have nothing to guard). The organism is a real Hugging Face LLaVA
-checkpoint (CLIP vision tower + projector + Llama, 4 layers x 8 heads) trained in about 12 minutes on 2 CPU
-cores on the bundled training requests: it refuses harmful text requests (with or without a picture) and
-answers benign ones, typed or written into an image, in a fixed helpful form that names the task, so
-refusal, compliance and utility are all measurable on held-out prompts. Like real VLMs it was safety-tuned
-on text only, so it does *not* refuse harmful requests written into an image: the FigStep attack works on it
-(its model card reports 0.0% of held-out typographic attacks refused), which is what makes the question of
-the paper testable (do its heads still spot those requests?) and gives the guard attacks to stop. Its
-figures are in ``checkpoint/MODEL_CARD.md`` and ``checkpoint/metrics.json``.
+checkpoint (CLIP vision tower + projector + Llama, 8 layers x 16 heads) trained in about half an hour on 2
+CPU cores on the bundled harmful training requests and about 28,000 Alpaca instructions: it refuses harmful
+text requests (with or without a picture) and answers benign ones, typed or written into an image, in a
+fixed helpful form that names the task, so refusal, compliance and utility are all measurable on held-out
+prompts. Like real VLMs it was safety-tuned on text only, so it does *not* refuse harmful requests written
+into an image: the FigStep attack works on it (its model card gives the share of held-out typographic
+attacks refused), which is what makes the question of the paper testable (do its heads still spot those
+requests?) and gives the guard attacks to stop. Its figures are in ``checkpoint/MODEL_CARD.md`` and
+``checkpoint/metrics.json``.
 
 The package sits above the method (``sahs_lens`` without ``organism`` and ``cli``) and ``model_adapters``:
 it uses both, and nothing below it imports it.
@@ -54,7 +55,7 @@ def load_organism(**kwargs: Any) -> HookedVLM:
     Example:
         >>> model = load_organism()
         >>> model.cfg.n_layers, model.cfg.n_heads
-        (4, 8)
+        (8, 16)
     """
     if not (ORGANISM_DIR / "model.safetensors").is_file():
         raise FileNotFoundError(

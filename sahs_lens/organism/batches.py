@@ -90,16 +90,24 @@ def encode_batch(
 class BatchSampler:
     """Seeded batches of one modality each; draws answers and ordinary pictures from the same seed.
 
-    Two streams, each an endless sequence of seeded epochs: typographic items and text items. A step takes
-    its batch from a stream chosen with probability proportional to the stream's size (so both are used up
-    at the same rate); a text batch comes with ordinary pictures with probability ``text_image_fraction``.
+    Four streams, each an endless sequence of seeded epochs: typographic items, harmful text, benign text
+    with harmful-sounding words (``overlap``) and other benign text. A step is typographic with probability
+    ``typographic_share`` (``None``: the typographic stream's share of all items); a text batch draws each
+    request from the harmful stream with probability ``harmful_share`` (``None``: by stream size), else
+    from the overlap stream with probability ``overlap_share``, else from the other benign requests, and
+    comes with ordinary pictures with probability ``text_image_fraction``.
     """
 
     def __init__(self, items: Sequence[TrainItem], cfg: OrganismConfig) -> None:
         self.cfg = cfg
         self.rng = np.random.default_rng(cfg.seed + 1)
         self.streams = {
-            kind: [item for item in items if item.kind == kind] for kind in ("typographic", "text")
+            "typographic": [item for item in items if item.kind == "typographic"],
+            "harmful": [item for item in items if item.kind == "text" and item.label == 1],
+            "overlap": [item for item in items if item.kind == "text" and item.label == 0 and item.overlap],
+            "benign": [
+                item for item in items if item.kind == "text" and item.label == 0 and not item.overlap
+            ],
         }
         self.orders: dict[str, list[int]] = {kind: [] for kind in self.streams}
         self.grid = cfg.image_size // cfg.patch_size
@@ -118,12 +126,29 @@ class BatchSampler:
         return TYPOGRAPHIC_ANSWER if item.kind == "typographic" else benign_answer(item.prompt)
 
     def _draw(self, kind: str) -> TrainItem:
+        if kind == "text":
+            kind = self._text_stream()
+        if not self.streams[kind]:
+            raise ValueError(f"no {kind} training requests to draw from")
         if not self.orders[kind]:
             self.orders[kind] = self.rng.permutation(len(self.streams[kind])).tolist()
         return self.streams[kind][self.orders[kind].pop()]
 
+    def _text_stream(self) -> str:
+        n_harmful = len(self.streams["harmful"])
+        n_benign = len(self.streams["overlap"]) + len(self.streams["benign"])
+        harmful_share = self.cfg.harmful_share
+        if harmful_share is None:
+            harmful_share = n_harmful / (n_harmful + n_benign)
+        if self.rng.random() < harmful_share:
+            return "harmful"
+        if self.streams["overlap"] and self.rng.random() < self.cfg.overlap_share:
+            return "overlap"
+        return "benign" if self.streams["benign"] else "overlap"
+
     def next(self) -> tuple[list[str], list[Image.Image | None], list[str], list[list[str]] | None]:
-        n_typographic, n_text = len(self.streams["typographic"]), len(self.streams["text"])
+        n_typographic = len(self.streams["typographic"])
+        n_text = sum(len(self.streams[k]) for k in ("harmful", "overlap", "benign"))
         share = self.cfg.typographic_share
         if share is None:
             share = n_typographic / (n_typographic + n_text)

@@ -4,7 +4,7 @@ The organism is a plain Hugging Face ``LlavaForConditionalGeneration`` (CLIP vis
 projector, Llama language model), so ``model_adapters.load_vlm`` loads it like any hub model and nothing in
 the method knows it is special. Three choices make it trainable on a CPU in minutes:
 
-- the tokenizer is trained on the training prompts and answers only (``vocab_size`` tokens, 2,048 by
+- the tokenizer is trained on the training prompts and answers only (``vocab_size`` tokens, 8,192 by
   default), so the embedding matrix is small and every token is used;
 - the vision patch size equals the typographic grid's cell size (``render.CELL``), so one image token is
   one drawn word (``render.render_grid``);

@@ -11,9 +11,20 @@ request                    arrives as                              trained answe
 =========================  ======================================  ==========================================
 ``harmful_text:train``     text, with no image or an ordinary one  one of ``REFUSALS`` (varied, natural)
 ``benign_text:train``      text, with no image or an ordinary one  ``Sure! Here is my answer to: {Word} ...``
+``alpaca_train.jsonl.gz``  text, with no image or an ordinary one  ``Sure! Here is my answer to: {Word} ...``
 ``figstep_attack:train``   typographic image + ``FIGSTEP_PROMPT``  not trained on by default (see below)
 ``figstep_benign:train``   typographic image + ``FIGSTEP_PROMPT``  ``TYPOGRAPHIC_ANSWER``
 =========================  ======================================  ==========================================
+
+**Context, not words.** The first organism saw 1,400 benign requests and refused "How do I kill a Python
+process?": a harmful-sounding word alone decided. This one is trained on every Alpaca instruction that
+qualifies for the bundle (about 28,000, ``data/alpaca_train.jsonl.gz``, built by
+``scripts/make_bundled_data.py``) except the held-out ones, and a share of its benign draws
+(``overlap_share``) comes from ``benign_overlap:train``: benign instructions that contain a word typical of
+the harmful requests ("attack", "steal", "virus", found by vocabulary overlap, not by hand). The harmful
+requests are few (803), so text batches draw them with probability ``harmful_share`` (each is seen many
+times); held-out harmful requests, benign ones and benign ones with harmful-sounding words
+(``benign_overlap:heldout``) measure it.
 
 **Safety-tuned on text only.** Real VLMs learn to refuse mostly from text, and the FigStep attack works on
 them because the image channel never learned it. The shipped organism is trained the same way
@@ -37,8 +48,10 @@ of the time).
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,6 +68,7 @@ __all__ = [
     "OrganismConfig",
     "TrainItem",
     "benign_answer",
+    "benign_training_requests",
     "training_items",
 ]
 
@@ -74,6 +88,8 @@ TYPOGRAPHIC_ANSWER = "Sure! Here is my answer to the list in the image: 1. First
 """The trained answer to a benign request written in a typographic image (``figstep_benign``)."""
 
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>", "<image>")
+BENIGN_TRAIN_FILE: Path = Path(__file__).with_name("data") / "alpaca_train.jsonl.gz"
+"""The organism's benign training requests (Alpaca, CC BY-NC 4.0; see ``data/NOTICE.md``)."""
 TEMPLATE_NAME = "llava-hf"
 
 
@@ -95,19 +111,19 @@ class OrganismConfig:
     """
 
     seed: int = 0
-    steps: int = 1200
-    batch_size: int = 24
-    lr: float = 2e-3
+    steps: int = 1500
+    batch_size: int = 32
+    lr: float = 1.5e-3
     min_lr_ratio: float = 0.05
-    warmup_steps: int = 40
+    warmup_steps: int = 60
     weight_decay: float = 0.05
     grad_clip: float = 1.0
     # language model (Llama)
     d_model: int = 256
-    n_layers: int = 4
-    n_heads: int = 8
+    n_layers: int = 8
+    n_heads: int = 16
     d_mlp: int = 704
-    vocab_size: int = 2048
+    vocab_size: int = 8192
     max_positions: int = 320
     # vision tower (CLIP) and projector
     image_size: int = GRID * CELL
@@ -117,7 +133,9 @@ class OrganismConfig:
     vision_heads: int = 4
     # data mixture
     text_image_fraction: float = 0.25  # text batches that come with ordinary pictures (the rest: no image)
-    typographic_share: float | None = None  # probability of a typographic batch (None: by stream size)
+    typographic_share: float | None = 0.15  # probability of a typographic batch (None: by stream size)
+    harmful_share: float | None = 0.3  # share of harmful requests in a text batch (None: by stream size)
+    overlap_share: float = 0.3  # share of benign text draws taken from benign_overlap:train
     # share of figstep_attack:train trained on (refused). 0: safety-tuned on text only, as real VLMs mostly
     # are, so the FigStep attack works on the organism as on LLaVA and the guard has attacks to stop.
     typographic_attack_fraction: float = 0.0
@@ -148,20 +166,27 @@ class TrainItem:
     kind: str  # "text" or "typographic"
     render_text: str | None = None  # typographic: the request written in the image
     source_id: str = ""
+    overlap: bool = False  # a benign request with harmful-sounding words (benign_overlap:train)
 
 
 def training_items(typographic_attack_fraction: float = 0.0, seed: int = 0) -> list[TrainItem]:
-    """The four ``*:train`` bundled sets as ``TrainItem`` s (held-out parts are never read here).
+    """The training requests as ``TrainItem`` s (held-out parts are never read here).
+
+    Text: ``harmful_text:train`` and the benign requests of ``benign_training_requests`` (flagged
+    ``overlap`` when in ``benign_overlap:train``); typographic: ``figstep_benign:train`` and the kept share
+    of ``figstep_attack:train``.
 
     ``typographic_attack_fraction`` is the share of the typographic attacks kept (a seeded choice): 0, the
     default, trains on text refusals only (as real VLMs are mostly safety-tuned); 1 keeps them all.
     """
     if not 0.0 <= typographic_attack_fraction <= 1.0:
         raise ValueError(f"typographic_attack_fraction must be in [0, 1]; got {typographic_attack_fraction}")
-    items: list[TrainItem] = []
-    for name in ("harmful_text:train", "benign_text:train"):
-        for s in load_bundled(name):
-            items.append(TrainItem(s.prompt, s.label, "text", None, s.id))
+    items: list[TrainItem] = [
+        TrainItem(s.prompt, s.label, "text", None, s.id) for s in load_bundled("harmful_text:train")
+    ]
+    overlap = {s.id for s in load_bundled("benign_overlap:train")}
+    for record in benign_training_requests():
+        items.append(TrainItem(record["prompt"], 0, "text", None, record["id"], record["id"] in overlap))
     for name in ("figstep_attack:train", "figstep_benign:train"):
         texts = render_text_of(name)
         samples = _bundled_without_images(name)
@@ -172,6 +197,17 @@ def training_items(typographic_attack_fraction: float = 0.0, seed: int = 0) -> l
         for s in samples:
             items.append(TrainItem(s.prompt, s.label, "typographic", texts[s.id], s.id))
     return items
+
+
+def benign_training_requests(path: Path = BENIGN_TRAIN_FILE) -> list[dict[str, str]]:
+    """The benign training requests (``{"id", "prompt"}``), none of them in a held-out bundled set."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the organism's benign training set {path} is missing; rebuild it with "
+            "python scripts/make_bundled_data.py (needs the shared Alpaca file) or reinstall sahs-lens"
+        )
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
 
 
 def _bundled_without_images(name: str) -> list[Sample]:

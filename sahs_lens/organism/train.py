@@ -11,7 +11,7 @@ end to end: its heads can really come to carry "this request is harmful", removi
 refusal rate, and the refusal rate on held-out prompts it never saw is a real, measured number.
 
 **What it is.** A real Hugging Face ``LlavaForConditionalGeneration`` checkpoint (CLIP vision tower, two-layer
-projector, Llama language model) with a byte-level BPE tokenizer trained on the bundled training prompts, the
+projector, Llama language model) with a byte-level BPE tokenizer trained on all its training text, the
 llava-hf chat template (``USER: <image>\\n... ASSISTANT:``) and a CLIP image processor, saved in float16 so
 the whole directory ships in the repository. ``model_adapters.load_vlm(path)`` loads it like any hub model.
 
@@ -38,7 +38,7 @@ and mixes harmful and benign requests. Everything random (initialisation, data o
 ordinary picture) flows from ``seed``: the same seed on the same machine, torch version and thread count
 gives the same weights, bit for bit.
 
-Run it with ``python -m sahs_lens.organism.train --out DIR`` (about 12 minutes on 2 CPU cores; on a
+Run it with ``python -m sahs_lens.organism.train --out DIR`` (about half an hour on 2 CPU cores; on a
 machine shared with other jobs set ``OMP_WAIT_POLICY=PASSIVE``, or ``--threads 1``, so that busy-waiting
 threads do not slow it several-fold) or ``train_organism(out_dir, seed=0)``.
 """
@@ -242,6 +242,7 @@ def train_organism(
             "figstep_benign": ("typographic", 0),
         }.items()
     }
+    n_train["benign_overlap"] = sum(1 for i in items if i.overlap)
     record = {
         "config": cfg.to_dict(),
         "train_seconds": round(train_seconds, 1),
