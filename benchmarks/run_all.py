@@ -6,7 +6,7 @@ leak into the next), writes ``<out>/<bench>-<size>-<machine>-<date>.json`` for e
 of the headline ratios (``bench_scaling.py`` also writes its figure, ``<same name>.html``). A benchmark script
 that is not there (``bench_probes.py`` and ``bench_scaling.py`` are optional) is skipped.
 
-    python benchmarks/run_all.py --smoke                  # all benchmarks, tiny and fast (< 2 min on 2 cores)
+    python benchmarks/run_all.py --smoke                  # all benchmarks, tiny and fast (a few minutes on 2 cores)
     python benchmarks/run_all.py --size tiny --size mid   # the CPU tables of benchmarks/README.md
     python benchmarks/run_all.py --size llava7b --device cuda --dtype bfloat16   # on a GPU
 
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("collection", "guard", "adapter", "probes", "scaling")
+BENCHES = ("collection", "guard", "adapter", "probes", "scaling", "detectors", "distributed")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -26,6 +26,7 @@ from sahs_lens._version import __version__
 if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
     from sahs_lens.activations import collect_head_activations
     from sahs_lens.data import Sample, bundled_path, load_bundled, load_data, paper_split, stratified_split
+    from sahs_lens.detectors import DETECTORS, Comparison, compare
     from sahs_lens.evaluation import (
         CallableJudge,
         RefusalJudge,
@@ -56,6 +57,9 @@ _EXPORTS: dict[str, str] = {
     "load_data": "sahs_lens.data",
     "paper_split": "sahs_lens.data",
     "stratified_split": "sahs_lens.data",
+    "DETECTORS": "sahs_lens.detectors",
+    "Comparison": "sahs_lens.detectors",
+    "compare": "sahs_lens.detectors",
     "CallableJudge": "sahs_lens.evaluation",
     "RefusalJudge": "sahs_lens.evaluation",
     "attack_success_rate": "sahs_lens.evaluation",
@@ -82,8 +86,10 @@ _EXPORTS: dict[str, str] = {
 """Public name -> the module that defines it."""
 
 __all__ = [
+    "DETECTORS",
     "AblationCurve",
     "CallableJudge",
+    "Comparison",
     "GuardedGeneration",
     "Head",
     "HeadActivations",
@@ -100,6 +106,7 @@ __all__ = [
     "attack_success_rate",
     "bundled_path",
     "collect_head_activations",
+    "compare",
     "detection_metrics",
     "fit_head_probes",
     "load_bundled",

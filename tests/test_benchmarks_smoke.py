@@ -27,12 +27,18 @@ HEADLINE_KEYS = {
         "alpha_samples", "alpha_image_tokens", "alpha_heads", "alpha_probe_n", "alpha_probe_heads",
         "alpha_last", "alpha_memory",
     },
+    "detectors": {
+        "ratio_by_detector_batch", "ms_per_prompt_by_detector_batch", "extra_forwards", "worst_in_prefill_ratio",
+    },
+    "distributed": {"ranks", "efficiency", "speedup", "target", "met", "same_output", "cpu_efficiency"},
 }  # fmt: skip
 ROW_KEYS = {
     "collection": {"method", "batch", "median_s", "samples_per_s", "collect_speedup", "peak_mb"},
     "guard": {"path", "batch", "guarded_s", "plain_s", "ratio", "cpu_ratio", "dot_ms", "same_output"},
     "adapter": {"backend", "kind", "batch", "raw_s", "hooked_s", "ratio", "cpu_ratio", "target", "parity"},
     "scaling": {"sweep", "x", "median_s", "cpu_s", "peak_mb"},
+    "detectors": {"detector", "batch", "extra_forwards", "detector_s", "plain_s", "ms_per_prompt", "ratio"},
+    "distributed": {"launch", "ranks", "median_s", "samples_per_s", "peak_rss_mb"},
 }
 CONCURRENT_KEYS = {
     "threads", "prompts", "sequential_pps", "threaded_pps", "ratio", "cpu_ratio", "same_output",
@@ -42,6 +48,8 @@ TABLE_MARKERS = {
     "guard": "HEADLINE guarded / unguarded generation",
     "adapter": "HEADLINE HookedVLM / raw Hugging Face",
     "scaling": "HEADLINE time ~ size^alpha",
+    "detectors": "bench_detectors: size",
+    "distributed": "HEADLINE scaling efficiency at",
 }
 
 
@@ -83,7 +91,7 @@ def test_each_benchmark_writes_table_and_json(
     assert not HEADLINE_KEYS[bench] - set(result["headline"]), "missing headline keys"
     assert result["rows"], "a benchmark result must have at least one row"
     for row in result["rows"]:
-        name = row.get("method") or row.get("kind") or row.get("sweep")
+        name = next((row[k] for k in ("method", "kind", "sweep", "detector", "launch") if k in row), None)
         assert not ROW_KEYS[bench] - set(row), f"row {name} misses keys"
     assert result["settings"]["size"] == "tiny" and result["settings"]["smoke"] is True
 

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from sahs_lens.cli.checks import check_new_dir, check_new_file, check_outputs
+from sahs_lens.cli.compare import cmd_compare
 from sahs_lens.cli.loading import is_organism, load_heads, load_model, load_samples
 
 __all__ = [
     "cmd_ablate",
+    "cmd_compare",
     "cmd_demo",
     "cmd_extract",
     "cmd_generate",

@@ -42,7 +42,7 @@ Start with:  sahs-lens demo --quick    (the whole method on the bundled organism
              --quick for the full run, a few minutes). Each command's --help ends with examples that run on
              the organism as written, in seconds, and the same command on a GPU model. The examples build
              on each other in one directory: demo, organism train, extract, probe, ablate, patch, guard
-             fit, guard eval, generate, report.
+             fit, guard eval, generate, compare, report.
 
 {DATA_SPECS}
 
@@ -153,6 +153,11 @@ EXAMPLES: dict[str, Examples] = {
         "--image photo.jpg",
         after="after the guard fit example",
     ),
+    "compare": Examples(
+        ("sahs-lens compare --quick --detectors sahs,text_only --bootstrap 100 --out runs/compare",),
+        f"sahs-lens compare {_LLAVA} --train harmful_text:train --train benign_text:train "
+        "--test figstep=figstep:data/FigStep --test figstep=figstep_benign:heldout --out runs/llava_compare",
+    ),
     "report": Examples(
         ("sahs-lens report --run sahs_out", "sahs-lens report --run runs"),
         after="after the demo example and the others",
@@ -172,6 +177,7 @@ CHAIN = (
     "guard fit",
     "guard eval",
     "generate",
+    "compare",
     "report",
 )
 """The order in which the organism examples depend on each other (``report`` reads the demo's run, ...)."""

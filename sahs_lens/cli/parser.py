@@ -12,6 +12,7 @@ from typing import Any
 from sahs_lens._version import __version__
 from sahs_lens.cli import commands as cmd
 from sahs_lens.cli.checks import fraction, non_negative_int, positive_float, positive_int, shot_count
+from sahs_lens.cli.compare import add_compare_arguments
 from sahs_lens.cli.help_text import EXAMPLES, MAIN_EPILOG
 
 __all__ = ["DTYPES", "build_parser"]
@@ -269,6 +270,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="what a flagged prompt gets (default: refuse)",
     )
     p.add_argument("--max-new-tokens", type=positive_int, default=64, help="answer length (default: 64)")
+
+    p = _command(
+        sub,
+        "compare",
+        "every detector (the guard, its baselines, the lexical control) trained on one set and scored on every "
+        "test set, transfer included; writes compare.json and compare.html",
+        cmd.cmd_compare,
+        model=True,
+    )
+    add_compare_arguments(p)
 
     p = _command(
         sub,

@@ -14,6 +14,9 @@ Figures, by section:
   set, threshold marked; every score counted, 0.0 and 1.0 included), ``guard_weights`` (weight per head),
   ``detection_bars`` (detection metrics with their confidence intervals).
 * **What a run holds**: ``sample_counts`` (prompts per set and class).
+* **Detectors side by side** (a ``compare.json`` dictionary): ``auroc_heatmap`` (detector x (train -> test)
+  pair, transfer marked), ``roc_curves`` (every detector on one pair), ``cost_figure`` (ms per prompt
+  against AUROC).
 
 Conventions: layers on the y axis with layer 0 at the top (as ``imshow`` of a TransformerLens cache), heads
 named ``L{layer}H{head}`` in every hover text, the shot counts a figure averages over stated in its title,
@@ -22,6 +25,7 @@ fixed by the group's name: ``SET_COLORS`` for the classes and the demo's held-ou
 the bundled sources into those set names.
 """
 
+from sahs_lens.plotting.compare import auroc_heatmap, cost_figure, roc_curves
 from sahs_lens.plotting.evidence import ablation_curve_figure, patching_map
 from sahs_lens.plotting.geometry import tsne_plot
 from sahs_lens.plotting.guard import roc_figure, score_histogram
@@ -45,11 +49,14 @@ __all__ = [
     "SET_COLORS",
     "ablation_curve_figure",
     "accuracy_heatmap",
+    "auroc_heatmap",
+    "cost_figure",
     "detection_bars",
     "group_color",
     "guard_weights",
     "mean_std_scatter",
     "patching_map",
+    "roc_curves",
     "roc_figure",
     "sample_counts",
     "score_histogram",

@@ -70,6 +70,25 @@ def test_every_step_announces_itself_and_the_headline_says_what_it_measures(run:
             assert row["verdict"].split()[1] in text
 
 
+def test_the_rebuilt_report_shows_exactly_what_the_original_shows(run: Path, tmp_path: Path) -> None:
+    """``report_from_run`` on a copy of the run: the same text and the same figures (data and layout),
+    up to the figures' random div ids and JSON key order (``report_parts``). It runs before the test
+    below, which rebuilds the run's own report in place."""
+    import shutil
+
+    from .report_parts import report_parts
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    original = report_parts((run / "report.html").read_text(encoding="utf-8"))
+    report_from_run(copy)
+    rebuilt = report_parts((copy / "report.html").read_text(encoding="utf-8"))
+    assert len(original[1]) == len(rebuilt[1]) == 8
+    assert rebuilt[0] == original[0]
+    for i, (mine, theirs) in enumerate(zip(rebuilt[1], original[1], strict=True)):
+        assert mine == theirs, f"figure {i} differs"
+
+
 def test_report_rebuilds_from_the_run(run: Path) -> None:
     before = (run / "report.html").stat().st_size
     report_from_run(run)

@@ -98,7 +98,21 @@ def _figures(sweep: ProbeSweep, acts: HeadActivations, curve: AblationCurve) -> 
         "sample_counts": plotting.sample_counts(plotting.set_names(acts.sources), acts.labels),
         "guard_weights": plotting.guard_weights(guard),
         "detection_bars": plotting.detection_bars(detection),
+        "auroc_heatmap": plotting.auroc_heatmap(COMPARISON),
+        "roc_curves": plotting.roc_curves(COMPARISON, "typed", "typed"),
+        "cost_figure": plotting.cost_figure(COMPARISON),
     }
+
+
+# A two-detector comparison dictionary (``compare.json``'s shape) for the comparison figures.
+COMPARISON = {
+    "detectors": ["sahs", "text_only"],
+    "results": [
+        {"detector": d, "train": "typed", "test": "typed", "auroc": a, "transfer": False, "ms_per_prompt": ms,
+         "extra_forwards": 0, "roc": {"fpr": [0.0, 0.2, 1.0], "tpr": [0.0, a, 1.0]}}
+        for d, a, ms in (("sahs", 0.9, 0.05), ("text_only", 0.7, 0.5))
+    ],
+}  # fmt: skip
 
 
 def _figure_functions() -> set[str]:

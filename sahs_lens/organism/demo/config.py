@@ -4,6 +4,13 @@ Every size of the demo lives here, so the two runs differ only in these numbers:
 probe pool holds, how many held-out prompts calibrate the guard and how many each evaluation set has, how
 many prompts the ablation curve and the patching map use, the probe sweep's shot counts and repeats, and how
 many safety heads the guard reads and the ablation removes.
+
+Which prompts: the bundled harmful text is sorted by source (AdvBench, then SafeBench, JailbreakBench,
+HarmBench), so its first rows would all be AdvBench. The pool's ``n_text`` harmful requests and the
+``n_eval`` held-out harmful ones are therefore drawn with ``comparison.seeded_draw`` (the draw of the
+``sahs-lens compare`` default sets): a seeded permutation of the whole set (the run's ``seed``), so every
+source comes in at about its share of the set. Benign text (one source, Alpaca) and the typographic sets
+are taken in order, and the calibration prompts are the held-out benign ones after the ``n_eval`` evaluated.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ class DemoConfig:
     ks: tuple[int, ...]  # heads removed in the ablation curve; the headline compares the largest
     seeds: tuple[int, ...]
     max_new_tokens: int
-    target_fpr: float = 0.02  # guard flags on benign prompts; the organism refuses ~3% of them by itself
+    target_fpr: float = 0.02  # guard flags on benign prompts (the organism refuses 0.2% of them itself)
 
 
 FULL = DemoConfig(
@@ -43,7 +50,7 @@ FULL = DemoConfig(
     shots=(1, 2, 4, 8, 16, 32),
     repeats=20,
     k=8,
-    ks=(1, 2, 4, 8),
+    ks=(1, 4, 8, 15),  # 1%, 3%, 6% and 12% of the organism's 128 heads (the paper removes ~3% of 1,024)
     seeds=(0, 1, 2),
     max_new_tokens=48,
 )

@@ -27,6 +27,7 @@ from model_adapters import HookedVLM
 from sahs_lens import plotting
 from sahs_lens._version import __version__
 from sahs_lens.interventions import AblationCurve, PatchingResult
+from sahs_lens.organism.demo.comparison import comparison_table
 from sahs_lens.organism.demo.config import DemoConfig
 from sahs_lens.organism.demo.stages import DemoActivations, GuardedRun, GuardFit, Ranking
 from sahs_lens.organism.render import drawn_request, render_text_of
@@ -246,6 +247,7 @@ def write_demo_report(
         captions=CAPTIONS,
         examples=example_rows(examples, _groups(metrics)),
         metrics=metrics,
+        tables=_comparison_tables(metrics),
     )
 
 
@@ -295,7 +297,19 @@ def report_from_run(run_dir: str | Path) -> Path:
         figures=figures,
         captions={title: _saved_caption(meta["captions"], title) for title in figures},
         examples=example_rows(metrics.get("examples", []), _groups(metrics)),
+        tables=_comparison_tables(metrics),
     )
+
+
+COMPARISON_TITLE = "Detectors side by side (AUROC; sahs-lens compare on the demo's prompts)"
+
+
+def _comparison_tables(metrics: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The comparison table of a run whose metrics hold one (runs before the comparison have none)."""
+    data = metrics.get("comparison")
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        return {}
+    return {COMPARISON_TITLE: comparison_table(data)}
 
 
 def _saved_caption(captions: dict[str, Any], title: str) -> str:

@@ -18,6 +18,7 @@ import torch
 
 from model_adapters import HookedVLM
 from sahs_lens.organism import load_organism
+from sahs_lens.organism.demo.comparison import DEMO_DETECTORS, comparison_rows, demo_comparison
 from sahs_lens.organism.demo.config import demo_config
 from sahs_lens.organism.demo.headline import headline_rows, print_headline
 from sahs_lens.organism.demo.report import (
@@ -100,7 +101,8 @@ def run_demo(
         timings,
         "activations",
         2,
-        f"activations: every head's hook_z at the decision position for {len(prompts.pool)} probe-pool, "
+        f"activations: every head's hook_z at the decision position, and the comparison's signals (residual "
+        f"stream, its logit lens, first-token logits) from the same forward, for {len(prompts.pool)} probe-pool, "
         f"{len(prompts.calibration)} calibration and {n_test} held-out prompts",
         say,
     ):
@@ -146,6 +148,14 @@ def run_demo(
         say,
     ):
         fit = fit_guard(acts, ranking.safety, cfg, bootstrap=bootstrap, seed=seed, out=out)
+        compare_started = time.perf_counter()
+        say(f"      side by side: {len(DEMO_DETECTORS)} detectors fitted on the pool (and on its text part), "
+            "scored on the held-out prompts and on the typographic ones, all from step 2's signals", flush=True)  # fmt: skip
+        comparison = demo_comparison(
+            model, prompts.pool, prompts.heldout, k=cfg.k, seed=seed, shots=cfg.shots, repeats=cfg.repeats,
+            bootstrap=bootstrap, signals=acts.signals,
+        )  # fmt: skip
+        timings["compare"] = time.perf_counter() - compare_started
     with _step(
         timings,
         "guard",
@@ -157,7 +167,9 @@ def run_demo(
         run = guarded_generation(model, fit.guard, prompts.heldout, cfg, progress)
     timings["total"] = time.perf_counter() - started
 
-    headline = headline_rows(fit.detection, run.groups, curve, len(malicious))
+    headline = headline_rows(fit.detection, run.groups, curve, len(malicious)) + comparison_rows(
+        comparison, in_distribution=("pool", "held-out"), transfer=("pool text", "typographic")
+    )
     say(
         f"\n[{STEPS}/{STEPS}] report: the figures (a t-SNE among them), report.html, metrics.json", flush=True
     )
@@ -175,6 +187,7 @@ def run_demo(
         patching=patching,
         timings=timings,
     )
+    metrics["comparison"] = comparison.to_dict(roc=False)
     provenance = demo_provenance(model, cfg, seed, ranking, fit, timings["total"])
     path = write_demo_report(
         out, provenance=provenance, headline=headline, figures=figures, examples=run.examples, metrics=metrics

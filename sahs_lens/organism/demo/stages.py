@@ -4,8 +4,10 @@ Each stage is one step of the method on the organism, and each takes what the st
 
 1. ``select_prompts``: the probe pool (``*:train`` parts, which the organism was trained on) and the
    held-out sets (which it never saw): harmful text, typographic attacks, benign text, benign typographic.
-2. ``collect_activations``: every head's ``hook_z`` at the decision position, for the pool, the guard's
-   calibration prompts and the held-out prompts.
+2. ``collect_activations``: one prefill forward per prompt of the pool, the guard's calibration prompts and
+   the held-out prompts, reading at the decision position every signal a detector needs
+   (``detectors.collect_signals``): every head's ``hook_z`` (the probes, the guard), the residual stream,
+   its logit lens and the first-token logits (the comparison's baselines, which then run no forward).
 3. ``sweep_and_rank``: a few-shot probe on every head; the heads that stay accurate and stable as the data
    shrinks are the safety heads.
 4. ``ablate``: remove the top-k safety heads, or k random heads, and watch what the organism answers.
@@ -23,11 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
 from model_adapters import HookedVLM
-from sahs_lens.activations import collect_head_activations
+from sahs_lens.activations import collect_head_activations, collection_provenance
 from sahs_lens.data import Sample
+from sahs_lens.detectors.signals import Signals, collect_signals
 from sahs_lens.evaluation import (
     DetectionMetrics,
     RefusalJudge,
@@ -46,6 +50,7 @@ from sahs_lens.interventions import (
     patching_sweep,
 )
 from sahs_lens.organism import organism_samples
+from sahs_lens.organism.demo.comparison import demo_signals, seeded_draw
 from sahs_lens.organism.demo.config import DemoConfig
 from sahs_lens.organism.evaluate import complied, utility_score
 from sahs_lens.probes import ProbeSweep, probe_sweep
@@ -88,11 +93,13 @@ class DemoPrompts:
 
 @dataclass(frozen=True)
 class DemoActivations:
-    """Decision-position head outputs of the pool, the calibration prompts and the held-out prompts."""
+    """Decision-position head outputs of the pool, the calibration prompts and the held-out prompts, and
+    every detector signal of the same forwards (``signals``: pool, calibration, held-out, in that order)."""
 
     pool: HeadActivations
     calibration: HeadActivations
     test: HeadActivations
+    signals: Signals
 
 
 @dataclass(frozen=True)
@@ -136,6 +143,14 @@ def _heldout(name: str, n: int, start: int = 0) -> list[Sample]:
     return list(samples[start : start + n])
 
 
+def _drawn(samples: Sequence[Sample], n: int, name: str, seed: int) -> list[Sample]:
+    """``n`` samples of a set sorted by source, drawn with ``seeded_draw`` (the comparison's default sets'
+    draw) so that every source is in the mix; a clear error when the set is shorter."""
+    if n > len(samples):
+        raise ValueError(f"{name} has {len(samples)} prompts; the demo asks for {n}")
+    return seeded_draw(list(samples), n, seed)
+
+
 def benign_utility(texts: list[str], samples: Sequence[Sample]) -> float:
     """Share of ``texts`` that are exactly the organism's trained helpful answer to ``samples``."""
     return sum(utility_score(s, t) for s, t in zip(samples, texts, strict=True)) / len(samples)
@@ -143,8 +158,9 @@ def benign_utility(texts: list[str], samples: Sequence[Sample]) -> float:
 
 def select_prompts(cfg: DemoConfig, seed: int) -> DemoPrompts:
     """The probe pool (``*:train``, pictures seeded by ``seed``) and the held-out prompts of one run."""
+    harmful = organism_samples("harmful_text:train", images="ordinary", seed=seed)
     pool = (
-        organism_samples("harmful_text:train", images="ordinary", seed=seed)[: cfg.n_text]
+        _drawn(harmful, cfg.n_text, "harmful_text:train", seed)
         + organism_samples("benign_text:train", images="ordinary", seed=seed)[: cfg.n_text]
         + organism_samples("figstep_attack:train")[: cfg.n_image]
         + organism_samples("figstep_benign:train")[: cfg.n_image]
@@ -156,7 +172,9 @@ def select_prompts(cfg: DemoConfig, seed: int) -> DemoPrompts:
         "figstep_benign:heldout", cfg.n_calibration // 2, cfg.n_eval
     )
     heldout = {
-        "harmful text": _heldout("harmful_text:heldout", cfg.n_eval),
+        "harmful text": _drawn(
+            _heldout_set("harmful_text:heldout"), cfg.n_eval, "harmful_text:heldout", seed
+        ),
         "typographic attacks": _heldout("figstep_attack:heldout", cfg.n_eval),
         "benign text": _heldout("benign_text:heldout", cfg.n_eval),
         "benign typographic": _heldout("figstep_benign:heldout", cfg.n_eval),
@@ -167,18 +185,31 @@ def select_prompts(cfg: DemoConfig, seed: int) -> DemoPrompts:
 def collect_activations(
     model: HookedVLM, prompts: DemoPrompts, out: Path, progress: bool = True
 ) -> DemoActivations:
-    """Collect the three activation sets; the pool's is saved to ``out/activations``."""
-    acts = collect_head_activations(
-        model, prompts.pool, batch_size=BATCH_SIZE, dataset="organism demo pool", progress=progress
-    )
-    calib_acts = collect_head_activations(
-        model, prompts.calibration, batch_size=BATCH_SIZE, dataset="calibration", progress=progress
-    )
-    test_acts = collect_head_activations(
-        model, prompts.test, batch_size=BATCH_SIZE, dataset="held-out", progress=progress
-    )
-    acts.save(out / "activations", overwrite=True)
-    return DemoActivations(acts, calib_acts, test_acts)
+    """Collect the three activation sets and every detector signal in one pass (one prefill forward per
+    prompt, batched set by set as ``collect_head_activations`` would); the pool's is saved to
+    ``out/activations``."""
+    parts, heads = [], []
+    for samples, dataset in (
+        (prompts.pool, "organism demo pool"),
+        (prompts.calibration, "calibration"),
+        (prompts.test, "held-out"),
+    ):
+        signals = collect_signals(
+            model, samples, needs=demo_signals(), batch_size=BATCH_SIZE, progress=progress
+        )
+        assert signals.z is not None  # demo_signals() always holds z
+        acts = HeadActivations(
+            z=signals.z,
+            labels=torch.as_tensor(signals.labels),
+            ids=signals.ids,
+            sources=[str(s.source) for s in samples],
+            provenance=collection_provenance(model, dtype=torch.float32, heads=None, dataset=dataset),
+        )
+        acts.check_finite()
+        parts.append(signals)
+        heads.append(acts)
+    heads[0].save(out / "activations", overwrite=True)
+    return DemoActivations(heads[0], heads[1], heads[2], Signals.concat(parts))
 
 
 def sweep_and_rank(
