@@ -2,14 +2,16 @@
 
 The reference is a separately loaded Hugging Face model (eager attention) from the same checkpoint
 directory; head interventions on it are done with forward pre-hooks on each layer's ``o_proj``, whose input
-is the concatenation of the heads' outputs (``hook_z``).
+is the concatenation of the heads' outputs (``hook_z``). Its inputs are checked against the family's own
+processor and chat template (``processor.apply_chat_template(..., tokenize=True)``), and its positions are
+computed here from the attention mask, as Hugging Face's ``generate`` computes them for a left-padded prefill.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoModelForImageTextToText
+from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from model_adapters import HookedVLM, family_for, load_vlm
 from model_adapters.structure import find_language_model
@@ -34,11 +36,17 @@ def pair(request: pytest.FixtureRequest) -> tuple[HookedVLM, torch.nn.Module]:
     return model, reference
 
 
+def hf_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions counted over real tokens, as Hugging Face's ``generate`` gives a left-padded prefill."""
+    positions = attention_mask.long().cumsum(-1) - 1
+    return positions.masked_fill(attention_mask == 0, 1)
+
+
 def hf_logits(reference: torch.nn.Module, batch) -> torch.Tensor:  # type: ignore[no-untyped-def]
     """What Hugging Face gives the batch: positions counted over real tokens (as its generate does for a
     left-padded prefill), except for mRoPE families, which compute their own from the mask."""
     family = family_for(reference.config.architectures[0])
-    positions = {"position_ids": batch.position_ids} if family.positions == "mask" else {}
+    positions = {"position_ids": hf_positions(batch.attention_mask)} if family.positions == "mask" else {}
     with torch.no_grad():
         return reference(
             input_ids=batch.input_ids, attention_mask=batch.attention_mask, **positions, **batch.model_kwargs
@@ -62,7 +70,8 @@ def test_left_padded_batch_matches_hf_and_unpadded_rows(pair, images) -> None:  
     batch = model.prepare(PROMPTS, images=row_images)
     assert batch.attention_mask.sum(-1).unique().numel() > 1, "rows should have different lengths"
     logits = model(batch)
-    assert (logits - hf_logits(reference, batch)).abs().max().item() <= TOL
+    real = batch.attention_mask.bool()  # padding positions' logits are meaningless (and depend on their ids)
+    assert (logits - hf_logits(reference, batch))[real].abs().max().item() <= TOL
     for row, (prompt, image) in enumerate(zip(PROMPTS, row_images, strict=True)):
         alone = model.prepare([prompt], images=[image])
         n = alone.input_ids.shape[1]
@@ -89,7 +98,57 @@ def test_hook_z_shape_and_matches_o_proj_input(pair, images) -> None:  # type: i
         finally:
             handle.remove()
         hf_z = seen["z"].view(z.shape)
-        assert (z[:, -1] - hf_z[:, -1]).abs().max().item() <= TOL
+        real = batch.attention_mask.bool()
+        assert (z - hf_z)[real].abs().max().item() <= TOL  # every real position, image tokens included
+
+
+def processor_inputs(path, prompts, images) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
+    """The family's own preprocessing of a batch, with nothing of ``model_adapters`` in between: the chat
+    template tokenized by ``processor.apply_chat_template``, or, for a processor without a chat template
+    (PaliGemma), ``processor(text=..., images=...)``, which lays out the prompt itself."""
+    processor = AutoProcessor.from_pretrained(path)
+    if getattr(processor, "chat_template", None):
+        conversations = [
+            [
+                {
+                    "role": "user",
+                    "content": ([{"type": "image", "image": im}] if im is not None else [])
+                    + [{"type": "text", "text": p}],
+                }
+            ]
+            for p, im in zip(prompts, images, strict=True)
+        ]
+        return dict(
+            processor.apply_chat_template(
+                conversations, add_generation_prompt=True, tokenize=True, return_dict=True,
+                return_tensors="pt", padding=True, padding_side="left",
+            )
+        )  # fmt: skip
+    processor.tokenizer.padding_side = "left"
+    return dict(processor(text=list(prompts), images=list(images), return_tensors="pt", padding=True))
+
+
+def test_prepare_equals_the_familys_processor_and_chat_template(pair, images) -> None:  # type: ignore[no-untyped-def]
+    """``prepare`` with the family's default template gives exactly the ids, mask and image tensors of the
+    family's own processor and chat template, on a left-padded batch of rows with and without images."""
+    model, reference = pair
+    path = reference.name_or_path
+    prompts = list(PROMPTS)
+    rows = [images[0], None, images[2]]
+    if not getattr(AutoProcessor.from_pretrained(path), "chat_template", None):
+        rows = [images[0], images[1], images[2]]  # PaliGemma's processor takes only rows with an image
+    batch = model.prepare(prompts, images=rows)
+    expected = processor_inputs(path, prompts, rows)
+    assert batch.attention_mask.sum(-1).unique().numel() > 1, "rows should have different lengths"
+    assert torch.equal(batch.input_ids, expected.pop("input_ids"))
+    assert torch.equal(batch.attention_mask, expected.pop("attention_mask"))
+    for key, value in expected.items():
+        if key == "labels" or (
+            key in ("token_type_ids", "mm_token_type_ids") and key not in batch.model_kwargs
+        ):
+            continue  # training labels (PaliGemma's processor adds them) and bookkeeping the model does not take
+        assert key in batch.model_kwargs, key
+        assert torch.equal(batch.model_kwargs[key].to(value.dtype), value), key
 
 
 def zero_head_hook(head: int):  # type: ignore[no-untyped-def]
@@ -126,7 +185,8 @@ def test_zero_ablation_through_hook_z_equals_hf(pair, images) -> None:  # type: 
             expected = hf_logits(reference, batch)
         finally:
             handle.remove()
-        assert (ablated - expected).abs().max().item() <= TOL
+        real = batch.attention_mask.bool()
+        assert (ablated - expected)[real].abs().max().item() <= TOL
         assert (ablated - clean).abs().max().item() > 1e-4, "the ablation should change the logits"
 
 
