@@ -136,10 +136,18 @@ def test_the_readme_states_that_text_only_is_at_chance_on_typographic_attacks() 
     cells = _readme_table()
     typographic = [column for (_, column) in cells if "typographic" in column and "->" in column]
     assert typographic, "the README table has no typographic column"
+    prose = re.sub(r"\s+", " ", README.read_text(encoding="utf-8").split("## Detectors side by side", 1)[1])
     for column in typographic:
         if column.endswith("-> typographic"):
             assert cells[("text_only", column)] == 0.5
-            assert cells[("sahs", column)] > 0.5
+            # the prose says how far the guard is from the lexical control there, and on which side
+            guard = cells[("sahs", column)]
+            gap = round(guard - 0.5, 3)
+            side = "above" if gap > 0 else "under"
+            said = rf"{guard:.3f}\W+{abs(gap):.3f} {side} the lexical control"
+            assert re.search(said, prose), (
+                f"the README should say the guard's {guard:.3f} is {gap:+.3f} vs chance"
+            )
 
 
 @pytest.mark.skipif(
