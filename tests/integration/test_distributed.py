@@ -299,8 +299,11 @@ def test_device_map_with_disk_offload_changes_nothing(backend: str, tmp_path: Pa
 def test_cli_device_map_flags(tmp_path: Path) -> None:
     out = tmp_path / "acts"
     dmap = tmp_path / "map.json"
-    dmap.write_text(json.dumps({**DISK_MAP, "model.language_model.layers.2": "cpu",
-                                "model.language_model.layers.3": "disk"}))  # fmt: skip
+    from sahs_lens.organism import ORGANISM_DIR
+
+    n_layers = json.loads((Path(ORGANISM_DIR) / "config.json").read_text())["text_config"]["num_hidden_layers"]
+    rest = {f"model.language_model.layers.{i}": ("disk" if i % 2 else "cpu") for i in range(2, n_layers)}
+    dmap.write_text(json.dumps({**DISK_MAP, **rest}))  # every layer of the organism placed, every other on disk
     command = [sys.executable, "-m", "sahs_lens", "extract", "--data", "harmful_text:train@4", "--out",
                str(out), "--device-map", str(dmap), "--offload-folder", str(tmp_path / "offload")]  # fmt: skip
     done = subprocess.run(command, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=240)
