@@ -301,9 +301,13 @@ def test_cli_device_map_flags(tmp_path: Path) -> None:
     dmap = tmp_path / "map.json"
     from sahs_lens.organism import ORGANISM_DIR
 
-    n_layers = json.loads((Path(ORGANISM_DIR) / "config.json").read_text())["text_config"]["num_hidden_layers"]
+    n_layers = json.loads((Path(ORGANISM_DIR) / "config.json").read_text())["text_config"][
+        "num_hidden_layers"
+    ]
     rest = {f"model.language_model.layers.{i}": ("disk" if i % 2 else "cpu") for i in range(2, n_layers)}
-    dmap.write_text(json.dumps({**DISK_MAP, **rest}))  # every layer of the organism placed, every other on disk
+    dmap.write_text(
+        json.dumps({**DISK_MAP, **rest})
+    )  # every layer of the organism placed, every other on disk
     command = [sys.executable, "-m", "sahs_lens", "extract", "--data", "harmful_text:train@4", "--out",
                str(out), "--device-map", str(dmap), "--offload-folder", str(tmp_path / "offload")]  # fmt: skip
     done = subprocess.run(command, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=240)
