@@ -108,9 +108,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
             "run one process with --device-map, or torchrun with --device cuda (one GPU per rank)"
         )
     samples = load_samples(args.data, organism=is_organism(args.model))
-    model = (
-        _mapped_model(args) if args.device_map or args.max_memory or args.offload_folder else load_model(args)
-    )
+    model = load_model(args)
     try:
         acts = collect_head_activations(model, samples, batch_size=args.batch_size, out=out,
                                         shard_size=args.shard_size, dataset="+".join(args.data))  # fmt: skip
@@ -121,26 +119,6 @@ def cmd_extract(args: argparse.Namespace) -> int:
         ranks = f" ({world} ranks)" if world > 1 else ""
         print(f"{acts} ({labels.count(1)} malicious, {labels.count(0)} benign) -> {out}{ranks}")
     return 0
-
-
-def _mapped_model(args: argparse.Namespace) -> Any:
-    """``--device-map/--max-memory/--offload-folder``: the model spread over devices (accelerate)."""
-    import torch
-
-    from model_adapters import load_vlm
-    from model_adapters.device_maps import parse_device_map, parse_max_memory
-
-    if args.device_map is None:
-        raise ValueError(
-            "--max-memory and --offload-folder need --device-map (e.g. --device-map auto --max-memory 0=20GiB)"
-        )
-    if args.model == "organism":
-        from sahs_lens.organism import ORGANISM_DIR as source
-    else:
-        source = args.model
-    return load_vlm(source, dtype=getattr(torch, args.dtype), template=args.template, backend=args.backend,
-                    device=args.device, device_map=parse_device_map(args.device_map), offload_folder=args.offload_folder,
-                    max_memory=None if args.max_memory is None else parse_max_memory(args.max_memory))  # fmt: skip
 
 
 def cmd_probe(args: argparse.Namespace) -> int:

@@ -36,16 +36,34 @@ def is_organism(model: str) -> bool:
 
 
 def load_model(args: argparse.Namespace) -> Any:
+    """The model of ``--model`` (``organism`` or a path / hub id), on ``--device`` or, for commands that take
+    them, spread over devices by ``--device-map`` / ``--max-memory`` / ``--offload-folder`` (accelerate)."""
     import torch
 
     from model_adapters import load_vlm
 
+    placement: dict[str, Any] = {}
+    device_map = getattr(args, "device_map", None)
+    max_memory, offload_folder = getattr(args, "max_memory", None), getattr(args, "offload_folder", None)
+    if device_map is None and (max_memory is not None or offload_folder is not None):
+        raise ValueError(
+            "--max-memory and --offload-folder need --device-map (e.g. --device-map auto --max-memory 0=20GiB)"
+        )
+    if device_map is not None:
+        from model_adapters.device_maps import parse_device_map, parse_max_memory
+
+        placement = {
+            "device_map": parse_device_map(device_map),
+            "offload_folder": offload_folder,
+            "max_memory": None if max_memory is None else parse_max_memory(max_memory),
+        }
     dtype = getattr(torch, args.dtype)
+    options = {"device": args.device, "dtype": dtype, "template": args.template, "backend": args.backend}
     if args.model == "organism":
         from sahs_lens.organism import load_organism
 
-        return load_organism(device=args.device, dtype=dtype, template=args.template, backend=args.backend)
-    return load_vlm(args.model, device=args.device, dtype=dtype, template=args.template, backend=args.backend)
+        return load_organism(**options, **placement)
+    return load_vlm(args.model, **options, **placement)
 
 
 def _split_limit(spec: str) -> tuple[str, int | None]:

@@ -40,6 +40,7 @@ from model_adapters.structure import find_language_model
 from sahs_lens.activations import SampleLike, collection_provenance
 from sahs_lens.decision import DecisionReader
 from sahs_lens.head_activations import HeadActivations
+from sahs_lens.interventions import generate_all
 
 __all__ = ["MODEL_SIGNALS", "REFUSAL_WORDS", "SIGNALS", "Signals", "collect_signals", "refusal_token_ids"]
 
@@ -254,15 +255,14 @@ def collect_signals(
         _forward_signals(model, signals, forward, batch_size, refusal_words, progress)
     if "answers" in wanted:
         started = time.perf_counter()
-        answers: list[str] = []
-        bar = tqdm(total=len(samples), desc="answers", unit="prompt", disable=not progress)
-        for lo in range(0, len(samples), batch_size):
-            chunk = samples[lo : lo + batch_size]
-            batch = model.prepare([s.prompt for s in chunk], images=[s.image for s in chunk])
-            answers.extend(model.generate(batch, max_new_tokens=max_new_tokens))
-            bar.update(len(chunk))
-        bar.close()
-        signals.answers = answers
+        signals.answers = generate_all(
+            model,
+            samples,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            progress=progress,
+            desc="answers",
+        )
         signals.timing["generate"] = 1000 * (time.perf_counter() - started) / len(samples)
     return signals
 
