@@ -1,7 +1,9 @@
-"""Vision-language models behind TransformerLens hook names.
+"""Vision-language models and language models behind TransformerLens hook names.
 
-``load_vlm`` wraps a Hugging Face vision-language model (hub id, local directory or in-memory model) in a
-``HookedVLM``: the one surface sahs_lens uses. Supported families are listed by ``supported_families()``.
+``load_vlm`` (also ``load_model``) wraps a Hugging Face vision-language model or language model (hub id,
+local directory, GGUF file, a real model by name, or an in-memory model) in a ``HookedVLM``: the one surface
+sahs_lens uses. Registered families are listed by ``supported_families()``; any causal language model and
+any vision-language model with standard attention also load, found by structure.
 """
 
 from model_adapters.base import Generation, HookedVLM, VLMConfig, VLMInputs
@@ -9,7 +11,8 @@ from model_adapters.families import family_for, register_family, supported_famil
 from model_adapters.hook_names import HOOK_Z, hook_z_name
 from model_adapters.identity import IDENTITY_FIELDS, check_identity, identity_mismatches
 from model_adapters.images import open_image
-from model_adapters.loading import checkpoint_fingerprint, hf_identity, load_vlm
+from model_adapters.loading import checkpoint_fingerprint, hf_identity, load_model, load_vlm
+from model_adapters.real_models import REAL_MODELS
 from model_adapters.registry import Family, Template
 from model_adapters.surface import VLM
 
@@ -30,7 +33,9 @@ __all__ = [
     "VLMInputs",
     "checkpoint_fingerprint",
     "family_for",
+    "load_model",
     "load_vlm",
+    "REAL_MODELS",
     "register_family",
     "supported_families",
 ]

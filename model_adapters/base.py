@@ -32,6 +32,7 @@ from transformer_lens.ActivationCache import ActivationCache
 from model_adapters.backends import Backend, Decoding, FwdHook, LogitsProcessor
 from model_adapters.concurrency import model_lock
 from model_adapters.images import ImageLike, open_image
+from model_adapters.language_models import refuse_images
 from model_adapters.registry import Family, Template
 from model_adapters.text_safety import control_strings, safe_user_text
 
@@ -57,11 +58,15 @@ class VLMConfig:
     device: str
     checkpoint: str
     backend: str = "bridge"
+    weights_sha256: str | None = None  # "sha256:<hex>" of the one file that held the weights (a GGUF)
 
     def identity(self) -> dict[str, Any]:
-        """The fields an artifact must agree with to be used on this model (``backend`` is recorded, not
-        compared: both backends give the same activations)."""
+        """The fields an artifact must agree with to be used on this model (``backend`` and
+        ``weights_sha256`` are recorded, not compared: both backends give the same activations, and the
+        weights' fingerprint ``checkpoint`` already tells checkpoints apart)."""
+        extra = {} if self.weights_sha256 is None else {"weights_sha256": self.weights_sha256}
         return {
+            **extra,
             "backend": self.backend,
             "model_name": self.model_name,
             "checkpoint": self.checkpoint,
@@ -249,6 +254,8 @@ class HookedVLM:
             raise ValueError(
                 f"got {len(image_list)} images for {len(prompts)} prompts; pass one image (or None) per prompt"
             )
+        if not self.family.takes_images:
+            refuse_images(image_list, self.cfg.model_name)
         loaded = [open_image(im) for im in image_list]
         # user text is text: control-token strings typed by the user are defused (model_adapters.text_safety)
         # (except in the raw template, whose prompt is the caller's own conversation text)

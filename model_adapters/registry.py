@@ -118,6 +118,8 @@ class Family:
             encode the batch itself (PaliGemma's refuses prompts without an image); default: the processor.
         image_only_processor: ``checkpoint -> processor`` for images only, for families whose own
             processor needs torchvision (its video processor); ``load_vlm`` uses it when that is missing.
+        takes_images: False for language models (``model_adapters.language_models``): ``prepare`` refuses
+            an image with a clear error instead of handing it to a tokenizer.
 
     Where the language model's attention is is found by structure (``model_adapters.structure``).
     """
@@ -133,6 +135,7 @@ class Family:
     bridge: bool = False
     image_only_processor: Callable[[str], Any] | None = None
     encode: Callable[[Any, list[str], list[Image.Image | None]], dict[str, Any]] | None = None
+    takes_images: bool = True
 
     def template(self, name: str | None) -> Template:
         if name is None:

@@ -20,3 +20,44 @@ def noise_image(width: int, height: int, seed: int) -> Image.Image:
 @pytest.fixture(scope="session")
 def images() -> list[Image.Image]:
     return [noise_image(40, 40, 0), noise_image(64, 48, 1), noise_image(30, 50, 2)]
+
+
+REAL_MODEL = "smollm2-135m-instruct"
+
+
+def _real_model_or_skip() -> None:
+    """Skip when the real model's package is not installed, except in CI, where that is a failure:
+    CI installs it (the README's line), so a missing package there means the install step broke."""
+    from model_adapters.real_models import locate_real_model
+
+    try:
+        locate_real_model(REAL_MODEL)
+    except ModuleNotFoundError as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must test on real weights: {error}")
+        pytest.skip(str(error))
+
+
+@pytest.fixture(scope="session")
+def smollm2():  # type: ignore[no-untyped-def]
+    """SmolLM2-135M-Instruct (real weights, float32), loaded once per run through the GGUF cache."""
+    _real_model_or_skip()
+    from model_adapters import load_vlm
+
+    return load_vlm(REAL_MODEL)
+
+
+@pytest.fixture(scope="session")
+def smollm2_reference():  # type: ignore[no-untyped-def]
+    """A separately loaded plain Hugging Face model: transformers' own GGUF loader on the installed file,
+    no sahs_lens code and no cache in between."""
+    _real_model_or_skip()
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from model_adapters.real_models import locate_real_model
+
+    _, path = locate_real_model(REAL_MODEL)
+    return AutoModelForCausalLM.from_pretrained(
+        path.parent, gguf_file=path.name, dtype=torch.float32, attn_implementation="eager"
+    ).eval()

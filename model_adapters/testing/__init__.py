@@ -1,4 +1,5 @@
-"""Tiny offline checkpoints of every supported family, for tests, tutorials and benchmarks.
+"""Tiny offline checkpoints of every supported family and of three language models, for tests, tutorials
+and benchmarks.
 
 Each builder writes a real Hugging Face checkpoint directory (``config.json``, ``model.safetensors``,
 tokenizer files, processor config and chat template) with random weights, a byte-level BPE tokenizer trained
@@ -24,6 +25,7 @@ from model_adapters.loading import load_vlm
 from model_adapters.testing.gemma3 import build_gemma3
 from model_adapters.testing.idefics3 import build_idefics3
 from model_adapters.testing.internvl import build_internvl
+from model_adapters.testing.language_models import build_gemma3_lm, build_llama_lm, build_qwen3_lm
 from model_adapters.testing.llava import build_llava
 from model_adapters.testing.llava_next import build_llava_next
 from model_adapters.testing.llava_onevision import build_llava_onevision
@@ -46,22 +48,34 @@ _BUILDERS: dict[str, Builder] = {
     "qwen3_vl": build_qwen3_vl,
     "smolvlm": build_smolvlm,
 }
+_LM_BUILDERS: dict[str, Builder] = {
+    "gemma3_lm": build_gemma3_lm,
+    "llama_lm": build_llama_lm,
+    "qwen3_lm": build_qwen3_lm,
+}
 _CACHE: dict[tuple[Any, ...], Path] = {}
 _CACHE_ROOT: tempfile.TemporaryDirectory[str] | None = None
 
 
 def tiny_families() -> list[str]:
-    """Families that have a tiny-checkpoint builder."""
+    """Vision-language families that have a tiny-checkpoint builder."""
     return sorted(_BUILDERS)
+
+
+def tiny_language_models() -> list[str]:
+    """Tiny causal language models (``testing.language_models``), loaded by structure."""
+    return sorted(_LM_BUILDERS)
 
 
 def build_tiny_checkpoint(
     family: str = "llava", directory: str | Path | None = None, *, seed: int = 0, **overrides: Any
 ) -> Path:
     """Write a tiny random checkpoint of ``family`` to ``directory`` (a cached temp dir when None)."""
-    if family not in _BUILDERS:
+    builders = {**_BUILDERS, **_LM_BUILDERS}
+    if family not in builders:
         raise ValueError(
-            f"no tiny checkpoint builder for {family!r}; available: {', '.join(tiny_families())}"
+            f"no tiny checkpoint builder for {family!r}; available: "
+            f"{', '.join(tiny_families() + tiny_language_models())}"
         )
     if directory is None:
         key = (family, seed, tuple(sorted(overrides.items())))
@@ -76,7 +90,7 @@ def build_tiny_checkpoint(
     directory.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return _BUILDERS[family](directory, seed=seed, **overrides)
+        return builders[family](directory, seed=seed, **overrides)
 
 
 def load_tiny(

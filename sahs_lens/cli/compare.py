@@ -82,7 +82,26 @@ def _closing_note(result: Any) -> list[str]:
     return lines
 
 
+def _default_sets(args: argparse.Namespace, organism: bool, model: Any) -> tuple[Any, Any, Any]:
+    """The default sets: the organism's (typed, typographic, sources), or a language model's text sets
+    (``detectors.text_sets``: in distribution, leave one source out, the contrast set)."""
+    if organism:
+        from sahs_lens.organism.demo.comparison import organism_sets
+
+        sizes = (
+            {"n_train": 40, "n_typographic_train": 20, "n_benign_test": 40, "n_image_test": 20, "n_harmful_test": 60}
+            if args.quick
+            else {}
+        )  # fmt: skip
+        return organism_sets(seed=args.seed, **sizes)
+    from sahs_lens.detectors.text_sets import language_model_sets
+
+    quick = {"n_train": 40, "n_benign_test": 40, "n_contrast": 40, "n_harmful_test": 60}
+    return language_model_sets(seed=args.seed, **(quick if args.quick else {}))
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
+    from model_adapters.loading import is_language_model
     from sahs_lens.cli.checks import check_outputs
     from sahs_lens.cli.loading import is_organism, load_model, load_samples
     from sahs_lens.detectors import DEFAULT_DETECTORS, check_detector_names, compare
@@ -93,34 +112,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
     organism = is_organism(args.model)
     if (args.train is None) != (args.test is None):
         raise ValueError(
-            "give both --train SPEC and --test NAME=SPEC, or neither (the organism's default sets)"
+            "give both --train SPEC and --test NAME=SPEC, or neither (the default sets of the organism or of a "
+            "language model)"
         )
+    if args.train is None and not organism and not is_language_model(args.model):
+        raise ValueError(
+            f"the default sets are drawn for the organism and for language models; with the vision-language "
+            f"model {args.model} give --train SPEC and --test NAME=SPEC"
+        )
+    model = load_model(args) if set(detectors) != {"text_only"} or not organism else None
     if args.train is None:
-        if not organism:
-            raise ValueError(
-                f"the default sets are drawn for the organism; with --model {args.model} give --train SPEC and "
-                "--test NAME=SPEC"
-            )
-        from sahs_lens.organism.demo.comparison import organism_sets
-
-        sizes = (
-            {
-                "n_train": 40,
-                "n_typographic_train": 20,
-                "n_benign_test": 40,
-                "n_image_test": 20,
-                "n_harmful_test": 60,
-            }
-            if args.quick
-            else {}
-        )
-        trains, tests, pairs = organism_sets(seed=args.seed, **sizes)
+        trains, tests, pairs = _default_sets(args, organism, model)
     else:
         tests_specs = _parse_tests(args.test)
         trains = {"train": load_samples(args.train, organism=organism)}
         tests = {name: load_samples(specs, organism=organism) for name, specs in tests_specs.items()}
         pairs = None
-    model = load_model(args) if set(detectors) != {"text_only"} else None
     result = compare(
         model, trains, tests, detectors=detectors, k=args.k, seed=args.seed, pairs=pairs,
         allow_overlap=args.allow_overlap, bootstrap=args.bootstrap, target_fpr=args.target_fpr,
@@ -132,7 +139,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(result.table())
     for line in _closing_note(result):
         print(line)
-    if args.train is None and not args.quick:
+    if args.train is None and not args.quick and organism:
         from sahs_lens.organism.demo.comparison import readme_table
 
         print(

@@ -53,13 +53,66 @@ def test_corrupt_and_missing_image_files_are_named(model, tmp_path: Path) -> Non
 def test_unknown_architecture_lists_supported_families(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="llava"):
         family_for("FooVisionForConditionalGeneration")
+    assert "llava" in supported_families() and "language_model" in supported_families()
+
+
+def test_unknown_vlm_architecture_loads_by_structure_with_a_warning(tmp_path: Path, images) -> None:  # type: ignore[no-untyped-def]
+    """An image-text-to-text checkpoint whose architecture no family names loads as ``generic_vlm``, with a
+    warning that names what was assumed, and agrees with Hugging Face (logits, prepare = its processor)."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
     path = build_tiny_checkpoint("llava", tmp_path / "ck")
     config = json.loads((path / "config.json").read_text())
     config["architectures"] = ["FooVisionForConditionalGeneration"]
     (path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match="unsupported model family or architecture 'FooVision"):
-        load_vlm(path)
-    assert "llava" in supported_families()
+    with pytest.warns(UserWarning, match="FooVisionForConditionalGeneration has no family.*generic"):
+        model = load_vlm(path)
+    assert model.cfg.family == "generic_vlm"
+    batch = model.prepare(["Describe it.", "hi"], images=[images[0], None])
+    processor = AutoProcessor.from_pretrained(path)
+    conversations = [
+        [
+            {
+                "role": "user",
+                "content": [{"type": "image", "image": images[0]}, {"type": "text", "text": "Describe it."}],
+            }
+        ],
+        [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+    ]
+    expected = processor.apply_chat_template(
+        conversations, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt",
+        padding=True, padding_side="left",
+    )  # fmt: skip
+    assert torch.equal(batch.input_ids, expected["input_ids"])
+    assert torch.equal(batch.model_kwargs["pixel_values"], expected["pixel_values"])
+    reference = AutoModelForImageTextToText.from_pretrained(path, attn_implementation="eager").eval()
+    positions = (batch.attention_mask.cumsum(-1) - 1).masked_fill(batch.attention_mask == 0, 1)
+    with torch.no_grad():
+        hf = reference(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=positions,
+                       **batch.model_kwargs).logits  # fmt: skip
+    real = batch.attention_mask.bool()
+    assert (model(batch) - hf)[real].abs().max().item() <= 1e-5
+
+
+def test_a_model_type_nothing_knows_is_refused_with_the_list(tmp_path: Path) -> None:
+    path = build_tiny_checkpoint("llava", tmp_path / "ck")
+    config = json.loads((path / "config.json").read_text())
+    config["architectures"] = ["FooVisionModel"]
+    (path / "config.json").write_text(json.dumps(config))
+    from transformers import AutoConfig
+
+    loaded = AutoConfig.from_pretrained(path)
+    loaded.model_type = "foo_vision"  # as a config of an architecture transformers does not know
+    with pytest.raises(
+        ValueError, match="unsupported model family or architecture 'FooVisionModel'.*language_model"
+    ):
+        load_vlm(path, hf_model=_Stub(loaded))
+
+
+class _Stub(torch.nn.Module):
+    def __init__(self, config) -> None:  # type: ignore[no-untyped-def]
+        super().__init__()
+        self.config = config
 
 
 def test_missing_checkpoint_directory() -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from sahs_lens.data import Sample
+from sahs_lens.detectors.text_sets import seeded_draw
 from sahs_lens.organism import organism_samples
 
 __all__ = [
@@ -42,15 +43,6 @@ __all__ = [
 
 HARMFUL_SOURCES = ("advbench", "harmbench", "jailbreakbench", "safebench")
 HELDOUT_IMAGE_SEED = 1234  # the demo's ordinary pictures of held-out text requests
-
-
-def seeded_draw(samples: list[Sample], n: int | None, seed: int) -> list[Sample]:
-    """``n`` samples drawn with a seeded permutation of the whole set, kept in the set's order: a set sorted
-    by source gives a mix of every source in about its share of the set, not its first source's rows."""
-    if n is None or n >= len(samples):
-        return list(samples)
-    keep = sorted(np.random.default_rng(seed).permutation(len(samples))[:n].tolist())
-    return [samples[i] for i in keep]
 
 
 def organism_sets(
