@@ -64,8 +64,19 @@ def _load_acts(path: str, flag: str) -> Any:
 
 # ---- demo and organism -----------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
+    from model_adapters import load_vlm
+    from model_adapters.loading import is_language_model
+    from sahs_lens.cli.loading import is_organism
     from sahs_lens.organism.demo import run_demo
 
+    model_name = getattr(args, "model", "organism")
+    organism = is_organism(model_name)
+    if not organism and not is_language_model(model_name):
+        raise ValueError(
+            f"--model {model_name}: the demo runs on the organism or on a language model (text only; e.g. "
+            "smollm2-135m-instruct); for a vision-language model run extract, probe, ablate, patch, guard "
+            "and compare with your own --data"
+        )
     out = check_outputs(args.out, [])
     present = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
     if present and (not set(present) <= DEMO_FILES or "activations" not in present):
@@ -75,7 +86,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
     if present:
         _note(f"replacing the earlier demo run in {out}")
-    run_demo(out, quick=args.quick, repeats=args.repeats, seed=args.seed)
+    model = None if organism else load_vlm(model_name)
+    run_demo(out, quick=args.quick, repeats=args.repeats, seed=args.seed, model=model)
     return 0
 
 

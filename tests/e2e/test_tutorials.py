@@ -16,8 +16,8 @@ from nbclient import NotebookClient
 TUTORIALS = sorted((Path(__file__).resolve().parents[2] / "tutorials").glob("*.ipynb"))
 
 
-def test_there_are_five_tutorials() -> None:
-    assert [p.stem[:2] for p in TUTORIALS] == ["01", "02", "03", "04", "05"]
+def test_there_are_six_tutorials() -> None:
+    assert [p.stem[:2] for p in TUTORIALS] == ["01", "02", "03", "04", "05", "06"]
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])

@@ -28,7 +28,6 @@ from sahs_lens.organism import organism_samples
 
 __all__ = [
     "DEMO_DETECTORS",
-    "DEMO_PAIRS",
     "HARMFUL_SOURCES",
     "README_COLUMNS",
     "comparison_rows",
@@ -159,8 +158,6 @@ def comparison_rows(
     ]
 
 
-DEMO_PAIRS = {"pool": ["held-out", "typographic"], "pool text": ["typographic"]}
-"""The demo's comparison: in distribution (pool -> held-out) and transfer (text part of the pool -> typographic)."""
 DEMO_DETECTORS = (
     "sahs", "sahs_mean", "random_heads", "all_heads", "residual_probe", "first_token_logits", "hidden_detect",
     "refusal_direction", "text_only",
@@ -179,22 +176,20 @@ def demo_signals() -> tuple[str, ...]:
 
 def demo_comparison(
     model: Any, pool: list[Sample], heldout: dict[str, list[Sample]], *, k: int, seed: int, shots: tuple[int, ...],
-    repeats: int, bootstrap: int, signals: Any = None, progress: bool = False,
+    repeats: int, bootstrap: int, signals: Any = None, progress: bool = False, subject: Any = None,
 ) -> Any:  # fmt: skip
-    """``compare`` on the demo's prompts: trained on the probe pool (and on its text part only), tested on
-    every held-out prompt and on the typographic ones; ``signals``: the demo's collected signals of these
-    prompts (``stages.collect_activations``), so that no forward runs twice."""
+    """``compare`` on the demo's prompts: the subject's training sets (the organism: the probe pool and its
+    text part) and test sets (the organism: every held-out prompt and the typographic ones; a language
+    model: held-out text and the contrast set); ``signals``: the demo's collected signals of these prompts
+    (``stages.collect_activations``), so that no forward runs twice."""
     from sahs_lens.detectors import compare
+    from sahs_lens.organism.demo.subjects import ORGANISM_SUBJECT
 
-    typographic = ("typographic attacks", "benign typographic")
-    trains = {"pool": pool, "pool text": [s for s in pool if not s.source.startswith("figstep")]}
-    tests = {
-        "held-out": [s for group in heldout.values() for s in group],
-        "typographic": [s for name in typographic for s in heldout[name]],
-    }
+    subject = subject or ORGANISM_SUBJECT
     return compare(
-        model, trains, tests, detectors=DEMO_DETECTORS, k=k, seed=seed, pairs=DEMO_PAIRS, shots=shots,
-        repeats=min(repeats, 10), bootstrap=bootstrap, signals=signals, progress=progress,
+        model, subject.comparison_trains(pool), subject.comparison_tests(heldout), detectors=DEMO_DETECTORS,
+        k=k, seed=seed, pairs=subject.comparison_pairs, shots=shots, repeats=min(repeats, 10),
+        bootstrap=bootstrap, signals=signals, progress=progress,
     )  # fmt: skip
 
 

@@ -8,6 +8,7 @@ heading per step (``[3/8] probe sweep: ...``, with what it computes and how much
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,10 +17,9 @@ from typing import Any
 
 import torch
 
-from model_adapters import HookedVLM
+from model_adapters import HookedVLM, load_vlm
 from sahs_lens.organism import load_organism
 from sahs_lens.organism.demo.comparison import DEMO_DETECTORS, comparison_rows, demo_comparison
-from sahs_lens.organism.demo.config import demo_config
 from sahs_lens.organism.demo.headline import headline_rows, print_headline
 from sahs_lens.organism.demo.report import (
     demo_figures,
@@ -28,15 +28,16 @@ from sahs_lens.organism.demo.report import (
     write_demo_report,
 )
 from sahs_lens.organism.demo.stages import (
+    DemoPrompts,
     ablate,
     ablation_prompts,
     collect_activations,
     fit_guard,
     guarded_generation,
     patch,
-    select_prompts,
     sweep_and_rank,
 )
+from sahs_lens.organism.demo.subjects import ORGANISM_SUBJECT, subject_for
 
 __all__ = ["run_demo"]
 
@@ -64,17 +65,21 @@ def run_demo(
     quick: bool = False,
     repeats: int | None = None,
     seed: int = 0,
-    model: HookedVLM | None = None,
+    model: HookedVLM | str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the demo on the organism (or ``model``) and write ``report.html`` + ``metrics.json`` to ``out_dir``.
+
+    A language model (``model="smollm2-135m-instruct"``, or any loaded one) gets the language-model
+    subject (``subjects``): text prompts, the contrast set of benign requests with harmful-sounding words,
+    answers judged by refusal keywords.
 
     Args:
         out_dir: the run directory (created): activations, sweep, heads, guard, figures, report, metrics.
         quick: the test suite's sizes (``config.QUICK``) instead of the README's (``config.FULL``).
         repeats: probe repeats per shot count (default: the configuration's).
         seed: the seed of the pool's pictures, the probe sweep, the bootstrap and the t-SNE.
-        model: a loaded ``HookedVLM`` (default: ``load_organism()``).
+        model: a loaded ``HookedVLM``, or what ``load_vlm`` loads (default: ``load_organism()``).
         progress: print the stages and show progress bars.
 
     Returns:
@@ -84,18 +89,25 @@ def run_demo(
         >>> metrics = run_demo("/tmp/demo", quick=True)  # doctest: +SKIP
         >>> [row["met"] for row in metrics["headline"]]  # doctest: +SKIP
     """
-    cfg = demo_config(quick, repeats)
+    if isinstance(model, str):
+        model = load_vlm(model)
+    subject = subject_for(model) if model is not None else ORGANISM_SUBJECT
+    cfg = (
+        subject.config(quick)
+        if repeats is None
+        else dataclasses.replace(subject.config(quick), repeats=repeats)
+    )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     started = time.perf_counter()
     timings: dict[str, float] = {}
     say: Callable[..., Any] = print if progress else (lambda *a, **k: None)
-    with _step(timings, None, 1, "loading the organism (a tiny LLaVA trained to refuse harmful text)", say):
+    with _step(timings, None, 1, subject.heading, say):
         model = model or load_organism()
         say(f"      {model}")
     n_heads = model.cfg.n_layers * model.cfg.n_heads
-    prompts = select_prompts(cfg, seed)
+    prompts = DemoPrompts(*subject.heldout_sets(cfg, seed))
     n_test = len(prompts.test)
     with _step(
         timings,
@@ -117,7 +129,7 @@ def run_demo(
     ):
         ranking = sweep_and_rank(acts.pool, cfg, seed, out, progress)
         say(f"      safety heads (top {cfg.k}, stable): {ranking.safety}")
-    malicious, benign = ablation_prompts(prompts, cfg)
+    malicious, benign = ablation_prompts(prompts, cfg, subject)
     runs = 1 + len(cfg.ks) * (1 + len(cfg.seeds))
     with _step(
         timings,
@@ -128,7 +140,7 @@ def run_demo(
         "benign prompts",
         say,
     ):
-        curve = ablate(model, prompts, ranking.heads, cfg, progress)
+        curve = ablate(model, prompts, ranking.heads, cfg, progress, subject)
     with _step(
         timings,
         "patching",
@@ -149,11 +161,12 @@ def run_demo(
     ):
         fit = fit_guard(acts, ranking.safety, cfg, bootstrap=bootstrap, seed=seed, out=out)
         compare_started = time.perf_counter()
-        say(f"      side by side: {len(DEMO_DETECTORS)} detectors fitted on the pool (and on its text part), "
-            "scored on the held-out prompts and on the typographic ones, all from step 2's signals", flush=True)  # fmt: skip
+        say(f"      side by side: {len(DEMO_DETECTORS)} detectors fitted on {' and '.join(subject.comparison_pairs)}, "
+            f"scored on {' and '.join(sorted({t for ts in subject.comparison_pairs.values() for t in ts}))}, all from "
+            "step 2's signals", flush=True)  # fmt: skip
         comparison = demo_comparison(
             model, prompts.pool, prompts.heldout, k=cfg.k, seed=seed, shots=cfg.shots, repeats=cfg.repeats,
-            bootstrap=bootstrap, signals=acts.signals,
+            bootstrap=bootstrap, signals=acts.signals, subject=subject,
         )  # fmt: skip
         timings["compare"] = time.perf_counter() - compare_started
     with _step(
@@ -164,12 +177,12 @@ def run_demo(
         f"and with the guard, {cfg.max_new_tokens} tokens each ({2 * n_test} answers)",
         say,
     ):
-        run = guarded_generation(model, fit.guard, prompts.heldout, cfg, progress)
+        run = guarded_generation(model, fit.guard, prompts.heldout, cfg, progress, subject.utility)
     timings["total"] = time.perf_counter() - started
 
-    headline = headline_rows(fit.detection, run.groups, curve, len(malicious)) + comparison_rows(
-        comparison, in_distribution=("pool", "held-out"), transfer=("pool text", "typographic")
-    )
+    headline = headline_rows(
+        fit.detection, run.groups, curve, len(malicious), success=subject.success_name
+    ) + comparison_rows(comparison, in_distribution=subject.in_distribution, transfer=subject.transfer)
     say(
         f"\n[{STEPS}/{STEPS}] report: the figures (a t-SNE among them), report.html, metrics.json", flush=True
     )

@@ -20,10 +20,10 @@ Each stage is one step of the method on the organism, and each takes what the st
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
@@ -52,9 +52,12 @@ from sahs_lens.interventions import (
 from sahs_lens.organism import organism_samples
 from sahs_lens.organism.demo.comparison import demo_signals, seeded_draw
 from sahs_lens.organism.demo.config import DemoConfig
-from sahs_lens.organism.evaluate import complied, utility_score
+from sahs_lens.organism.evaluate import utility_score
 from sahs_lens.probes import ProbeSweep, probe_sweep
 from sahs_lens.ranking import rank_heads
+
+if TYPE_CHECKING:
+    from sahs_lens.organism.demo.subjects import DemoSubject
 
 __all__ = [
     "DemoActivations",
@@ -224,25 +227,33 @@ def sweep_and_rank(
     return Ranking(sweep, heads, safety)
 
 
-def ablation_prompts(prompts: DemoPrompts, cfg: DemoConfig) -> tuple[list[Sample], list[Sample]]:
-    """(malicious, benign) prompts of the ablation curve.
+def ablation_prompts(
+    prompts: DemoPrompts, cfg: DemoConfig, subject: DemoSubject | None = None
+) -> tuple[list[Sample], list[Sample]]:
+    """(malicious, benign) prompts of the ablation curve (``subject.ablation_sets``; the organism's default).
 
-    Harmful text: the requests the organism refuses (typographic attacks already succeed, see the model
-    card), so "does removing the heads make refused requests go through?" is what is measured.
+    On the organism, harmful text: the requests it refuses (typographic attacks already succeed, see the
+    model card), so "does removing the heads make refused requests go through?" is what is measured.
     """
-    heldout = prompts.heldout
-    malicious = heldout["harmful text"][: cfg.n_ablation]
-    benign = (
-        heldout["benign text"][: cfg.n_ablation // 2] + heldout["benign typographic"][: cfg.n_ablation // 2]
-    )
+    harmful, benign_sets = (subject or _organism()).ablation_sets
+    share = cfg.n_ablation // len(benign_sets)
+    malicious = prompts.heldout[harmful][: cfg.n_ablation]
+    benign = [s for name in benign_sets for s in prompts.heldout[name][:share]]
     return malicious, benign
 
 
 def ablate(
-    model: HookedVLM, prompts: DemoPrompts, heads: HeadSet, cfg: DemoConfig, progress: bool = True
+    model: HookedVLM,
+    prompts: DemoPrompts,
+    heads: HeadSet,
+    cfg: DemoConfig,
+    progress: bool = True,
+    subject: DemoSubject | None = None,
 ) -> AblationCurve:
-    """Ablation curve: ASR (complied), refusal and utility with the top-k or k random heads removed."""
-    malicious, benign = ablation_prompts(prompts, cfg)
+    """Ablation curve: ASR (the subject's success), refusal and utility with the top-k or k random heads
+    removed."""
+    subject = subject or _organism()
+    malicious, benign = ablation_prompts(prompts, cfg, subject)
     return ablation_curve(
         model,
         malicious,
@@ -250,12 +261,18 @@ def ablate(
         ks=cfg.ks,
         seeds=cfg.seeds,
         utility_samples=benign,
-        utility_fn=benign_utility,
-        success_fn=complied,
+        utility_fn=subject.utility,
+        success_fn=subject.success,
         max_new_tokens=cfg.max_new_tokens,
         batch_size=BATCH_SIZE,
         progress=progress,
     )
+
+
+def _organism() -> DemoSubject:
+    from sahs_lens.organism.demo.subjects import ORGANISM_SUBJECT
+
+    return ORGANISM_SUBJECT
 
 
 def patch(model: HookedVLM, prompts: DemoPrompts, cfg: DemoConfig, progress: bool = True) -> PatchingResult:
@@ -310,6 +327,7 @@ def guarded_generation(
     heldout: dict[str, list[Sample]],
     cfg: DemoConfig,
     progress: bool = True,
+    utility: Callable[[list[str], Sequence[Sample]], float] = benign_utility,
 ) -> GuardedRun:
     """Answer each held-out set unguarded and guarded (refusal policy); rates and two examples per set.
 
@@ -346,8 +364,8 @@ def guarded_generation(
         else:
             row["refused_unguarded"] = reject_rate(plain, judge)
             row["refused_guarded"] = reject_rate(guarded_texts, judge)
-            row["utility_unguarded"] = benign_utility(plain, samples)
-            row["utility_guarded"] = benign_utility(guarded_texts, samples)
+            row["utility_unguarded"] = utility(plain, samples)
+            row["utility_guarded"] = utility(guarded_texts, samples)
         groups[name] = row
         for s, p, g, f in list(zip(samples, plain, guarded_texts, flagged, strict=True))[:2]:
             examples.append(_example(name, s, p, g, f))
