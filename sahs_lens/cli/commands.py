@@ -220,7 +220,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     utility = load_samples(args.utility_data, organism=organism) if args.utility_data else None
     extra: dict[str, Any] = {}
     if organism:  # broken answers are neither refusals nor answers: score the organism's own answer form
-        from sahs_lens.organism.demo.stages import benign_utility
+        from sahs_lens.organism.demo.subjects import benign_utility
         from sahs_lens.organism.evaluate import complied
 
         extra = {"success_fn": complied, "utility_fn": benign_utility if utility else None}

@@ -176,16 +176,14 @@ def demo_signals() -> tuple[str, ...]:
 
 def demo_comparison(
     model: Any, pool: list[Sample], heldout: dict[str, list[Sample]], *, k: int, seed: int, shots: tuple[int, ...],
-    repeats: int, bootstrap: int, signals: Any = None, progress: bool = False, subject: Any = None,
+    repeats: int, bootstrap: int, subject: Any, signals: Any = None, progress: bool = False,
 ) -> Any:  # fmt: skip
-    """``compare`` on the demo's prompts: the subject's training sets (the organism: the probe pool and its
+    """``compare`` on the demo's prompts for ``subject`` (a ``subjects.DemoSubject``): its training sets (the organism: the probe pool and its
     text part) and test sets (the organism: every held-out prompt and the typographic ones; a language
     model: held-out text and the contrast set); ``signals``: the demo's collected signals of these prompts
     (``stages.collect_activations``), so that no forward runs twice."""
     from sahs_lens.detectors import compare
-    from sahs_lens.organism.demo.subjects import ORGANISM_SUBJECT
 
-    subject = subject or ORGANISM_SUBJECT
     return compare(
         model, subject.comparison_trains(pool), subject.comparison_tests(heldout), detectors=DEMO_DETECTORS,
         k=k, seed=seed, pairs=subject.comparison_pairs, shots=shots, repeats=min(repeats, 10),

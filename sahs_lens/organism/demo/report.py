@@ -82,6 +82,23 @@ CAPTIONS = {
 }
 
 
+def captions_for(sets: list[str]) -> dict[str, str]:
+    """The captions with the organism's set names replaced by ``sets`` (the run's held-out sets) where a
+    run is not the organism's (a language model's sets are text only)."""
+    if set(sets) == {"harmful text", "typographic attacks", "benign text", "benign typographic"}:
+        return dict(CAPTIONS)
+    listing = ", ".join(sets)
+    out = {}
+    for title, caption in CAPTIONS.items():
+        caption = caption.replace(_SETS, listing)
+        caption = caption.replace("(malicious: harmful text and typographic attacks; benign: benign text and "
+                                  "benign typographic)", f"({listing})")  # fmt: skip
+        caption = caption.replace("answered in the organism's helpful form (broken answers are not refused, "
+                                  "but not answers either)", "not refused")  # fmt: skip
+        out[title] = caption
+    return out
+
+
 def demo_figures(
     ranking: Ranking,
     acts: DemoActivations,
@@ -153,6 +170,7 @@ def demo_provenance(
         "template": model.cfg.template,
         "shape": f"{model.cfg.n_layers} layers x {model.cfg.n_heads} heads x d_head {model.cfg.d_head}",
         "data": "bundled sets (train parts for probes and guard, held-out parts for evaluation)",
+        "subject": "a language model (text only)" if model.cfg.family == "language_model" else "the organism",
         "probe sweep": f"shots {list(cfg.shots)}, {cfg.repeats} repeats, seed {seed}",
         "safety heads": str(ranking.safety),
         "guard threshold": fit.guard.threshold,
@@ -235,16 +253,22 @@ def write_demo_report(
 ) -> Path:
     """Save the figures and ``report_meta.json``, write ``report.html`` (and ``metrics.json``); its path."""
     _save_figures(out, figures)
+    captions = captions_for(list(_groups(metrics)))
+    title = (
+        TITLE
+        if provenance.get("family") != "language_model"
+        else f"sahs-lens demo: safety heads of {provenance['model']}"
+    )
     (out / "report_meta.json").write_text(
-        json.dumps({"provenance": provenance, "captions": CAPTIONS}, indent=2, default=str)
+        json.dumps({"provenance": provenance, "captions": captions, "title": title}, indent=2, default=str)
     )
     return write_report(
         out,
-        title=TITLE,
+        title=title,
         provenance=provenance,
         headline=headline,
         figures=figures,
-        captions=CAPTIONS,
+        captions=captions,
         examples=example_rows(examples, _groups(metrics)),
         metrics=metrics,
         tables=_comparison_tables(metrics),
@@ -289,9 +313,10 @@ def report_from_run(run_dir: str | Path) -> Path:
             figures[entry["title"]] = go.Figure(read_json(path, what="a plotly figure (JSON)"))
         except (TypeError, ValueError) as error:  # plotly refuses what is not a figure with a ValueError
             raise ValueError(f"{path} is not a plotly figure: {str(error)[:300]}") from None
+    title = meta.get("title")
     return write_report(
         run,
-        title=TITLE,
+        title=title if isinstance(title, str) and title else TITLE,
         provenance=meta["provenance"],
         headline=metrics["headline"],
         figures=figures,

@@ -2,8 +2,9 @@
 
 Each stage is one step of the method on the organism, and each takes what the stages before it produced:
 
-1. ``select_prompts``: the probe pool (``*:train`` parts, which the organism was trained on) and the
-   held-out sets (which it never saw): harmful text, typographic attacks, benign text, benign typographic.
+1. the subject's prompts (``subjects``: the organism's ``select_prompts``, or a language model's text
+   sets): the probe pool (``*:train`` parts) and the held-out sets (never trained on), e.g. harmful text,
+   typographic attacks, benign text, benign typographic.
 2. ``collect_activations``: one prefill forward per prompt of the pool, the guard's calibration prompts and
    the held-out prompts, reading at the decision position every signal a detector needs
    (``detectors.collect_signals``): every head's ``hook_z`` (the probes, the guard), the residual stream,
@@ -19,11 +20,10 @@ Each stage is one step of the method on the organism, and each takes what the st
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -49,15 +49,11 @@ from sahs_lens.interventions import (
     ablation_curve,
     patching_sweep,
 )
-from sahs_lens.organism import organism_samples
-from sahs_lens.organism.demo.comparison import demo_signals, seeded_draw
+from sahs_lens.organism.demo.comparison import demo_signals
 from sahs_lens.organism.demo.config import DemoConfig
-from sahs_lens.organism.evaluate import utility_score
+from sahs_lens.organism.demo.subjects import ORGANISM_SUBJECT, DemoSubject, benign_utility
 from sahs_lens.probes import ProbeSweep, probe_sweep
 from sahs_lens.ranking import rank_heads
-
-if TYPE_CHECKING:
-    from sahs_lens.organism.demo.subjects import DemoSubject
 
 __all__ = [
     "DemoActivations",
@@ -67,17 +63,14 @@ __all__ = [
     "Ranking",
     "ablate",
     "ablation_prompts",
-    "benign_utility",
     "collect_activations",
     "fit_guard",
     "guarded_generation",
     "patch",
-    "select_prompts",
     "sweep_and_rank",
 ]
 
 BATCH_SIZE = 16
-HELDOUT_IMAGE_SEED = 1234  # the ordinary pictures given to held-out text requests
 
 
 @dataclass(frozen=True)
@@ -131,60 +124,6 @@ class GuardedRun:
     examples: list[dict[str, Any]]
 
 
-@functools.lru_cache(maxsize=4)
-def _heldout_set(name: str) -> tuple[Sample, ...]:
-    """A held-out set drawn once per run (calibration and evaluation both slice it)."""
-    return tuple(organism_samples(name, images="ordinary", seed=HELDOUT_IMAGE_SEED))
-
-
-def _heldout(name: str, n: int, start: int = 0) -> list[Sample]:
-    """Held-out samples ``start .. start + n`` of a bundled set (text requests get an ordinary picture,
-    typographic ones their drawing); a clear error when the set is shorter."""
-    samples = _heldout_set(name)
-    if start + n > len(samples):
-        raise ValueError(f"{name} has {len(samples)} prompts; the demo asks for {start}..{start + n}")
-    return list(samples[start : start + n])
-
-
-def _drawn(samples: Sequence[Sample], n: int, name: str, seed: int) -> list[Sample]:
-    """``n`` samples of a set sorted by source, drawn with ``seeded_draw`` (the comparison's default sets'
-    draw) so that every source is in the mix; a clear error when the set is shorter."""
-    if n > len(samples):
-        raise ValueError(f"{name} has {len(samples)} prompts; the demo asks for {n}")
-    return seeded_draw(list(samples), n, seed)
-
-
-def benign_utility(texts: list[str], samples: Sequence[Sample]) -> float:
-    """Share of ``texts`` that are exactly the organism's trained helpful answer to ``samples``."""
-    return sum(utility_score(s, t) for s, t in zip(samples, texts, strict=True)) / len(samples)
-
-
-def select_prompts(cfg: DemoConfig, seed: int) -> DemoPrompts:
-    """The probe pool (``*:train``, pictures seeded by ``seed``) and the held-out prompts of one run."""
-    harmful = organism_samples("harmful_text:train", images="ordinary", seed=seed)
-    pool = (
-        _drawn(harmful, cfg.n_text, "harmful_text:train", seed)
-        + organism_samples("benign_text:train", images="ordinary", seed=seed)[: cfg.n_text]
-        + organism_samples("figstep_attack:train")[: cfg.n_image]
-        + organism_samples("figstep_benign:train")[: cfg.n_image]
-    )
-    # Calibrate on held-out benign prompts that are not evaluated on: the organism was trained on every
-    # *:train prompt, and its head outputs on those are more confidently benign than on new prompts (a
-    # threshold set there flagged 15% of new benign prompts for a 5% target).
-    calibration = _heldout("benign_text:heldout", cfg.n_calibration // 2, cfg.n_eval) + _heldout(
-        "figstep_benign:heldout", cfg.n_calibration // 2, cfg.n_eval
-    )
-    heldout = {
-        "harmful text": _drawn(
-            _heldout_set("harmful_text:heldout"), cfg.n_eval, "harmful_text:heldout", seed
-        ),
-        "typographic attacks": _heldout("figstep_attack:heldout", cfg.n_eval),
-        "benign text": _heldout("benign_text:heldout", cfg.n_eval),
-        "benign typographic": _heldout("figstep_benign:heldout", cfg.n_eval),
-    }
-    return DemoPrompts(pool, calibration, heldout)
-
-
 def collect_activations(
     model: HookedVLM, prompts: DemoPrompts, out: Path, progress: bool = True
 ) -> DemoActivations:
@@ -235,7 +174,7 @@ def ablation_prompts(
     On the organism, harmful text: the requests it refuses (typographic attacks already succeed, see the
     model card), so "does removing the heads make refused requests go through?" is what is measured.
     """
-    harmful, benign_sets = (subject or _organism()).ablation_sets
+    harmful, benign_sets = (subject or ORGANISM_SUBJECT).ablation_sets
     share = cfg.n_ablation // len(benign_sets)
     malicious = prompts.heldout[harmful][: cfg.n_ablation]
     benign = [s for name in benign_sets for s in prompts.heldout[name][:share]]
@@ -252,7 +191,7 @@ def ablate(
 ) -> AblationCurve:
     """Ablation curve: ASR (the subject's success), refusal and utility with the top-k or k random heads
     removed."""
-    subject = subject or _organism()
+    subject = subject or ORGANISM_SUBJECT
     malicious, benign = ablation_prompts(prompts, cfg, subject)
     return ablation_curve(
         model,
@@ -267,12 +206,6 @@ def ablate(
         batch_size=BATCH_SIZE,
         progress=progress,
     )
-
-
-def _organism() -> DemoSubject:
-    from sahs_lens.organism.demo.subjects import ORGANISM_SUBJECT
-
-    return ORGANISM_SUBJECT
 
 
 def patch(model: HookedVLM, prompts: DemoPrompts, cfg: DemoConfig, progress: bool = True) -> PatchingResult:

@@ -21,6 +21,7 @@ bundled sets (``sahs_lens.data.bundled``), train parts for fitting and held-out 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,9 +29,19 @@ from typing import Any
 from sahs_lens.data import Sample, load_bundled
 from sahs_lens.detectors.text_sets import seeded_draw
 from sahs_lens.evaluation import RefusalJudge
+from sahs_lens.organism import organism_samples
 from sahs_lens.organism.demo.config import FULL, QUICK, DemoConfig
+from sahs_lens.organism.evaluate import complied, utility_score
 
-__all__ = ["LANGUAGE_MODEL_SUBJECT", "MIN_WORDS", "ORGANISM_SUBJECT", "DemoSubject", "subject_for"]
+__all__ = [
+    "LANGUAGE_MODEL_SUBJECT",
+    "MIN_WORDS",
+    "ORGANISM_SUBJECT",
+    "DemoSubject",
+    "benign_utility",
+    "select_prompts",
+    "subject_for",
+]
 
 MIN_WORDS = 4
 """A language model's answer to a benign request counts as useful when it is not a refusal and has at
@@ -65,23 +76,62 @@ class DemoSubject:
 
 
 # ---- the organism ------------------------------------------------------------------------------------
-def _organism_sets(cfg: DemoConfig, seed: int) -> tuple[list[Sample], list[Sample], dict[str, list[Sample]]]:
-    from sahs_lens.organism.demo.stages import select_prompts
-
-    prompts = select_prompts(cfg, seed)
-    return prompts.pool, prompts.calibration, prompts.heldout
+HELDOUT_IMAGE_SEED = 1234  # the ordinary pictures given to held-out text requests
 
 
-def _organism_utility(texts: list[str], samples: Sequence[Sample]) -> float:
-    from sahs_lens.organism.demo.stages import benign_utility
+@functools.lru_cache(maxsize=4)
+def _heldout_set(name: str) -> tuple[Sample, ...]:
+    """A held-out set drawn once per run (calibration and evaluation both slice it)."""
+    return tuple(organism_samples(name, images="ordinary", seed=HELDOUT_IMAGE_SEED))
 
-    return benign_utility(texts, samples)
+
+def _heldout(name: str, n: int, start: int = 0) -> list[Sample]:
+    """Held-out samples ``start .. start + n`` of a bundled set (text requests get an ordinary picture,
+    typographic ones their drawing); a clear error when the set is shorter."""
+    samples = _heldout_set(name)
+    if start + n > len(samples):
+        raise ValueError(f"{name} has {len(samples)} prompts; the demo asks for {start}..{start + n}")
+    return list(samples[start : start + n])
 
 
-def _organism_complied(answers: Sequence[str], samples: Any = None) -> float:
-    from sahs_lens.organism.evaluate import complied
+def _drawn(samples: Sequence[Sample], n: int, name: str, seed: int) -> list[Sample]:
+    """``n`` samples of a set sorted by source, drawn with ``seeded_draw`` (the comparison's default sets'
+    draw) so that every source is in the mix; a clear error when the set is shorter."""
+    if n > len(samples):
+        raise ValueError(f"{name} has {len(samples)} prompts; the demo asks for {n}")
+    return seeded_draw(list(samples), n, seed)
 
-    return complied(answers, samples)
+
+def benign_utility(texts: list[str], samples: Sequence[Sample]) -> float:
+    """Share of ``texts`` that are exactly the organism's trained helpful answer to ``samples``."""
+    return sum(utility_score(s, t) for s, t in zip(samples, texts, strict=True)) / len(samples)
+
+
+def select_prompts(cfg: DemoConfig, seed: int) -> tuple[list[Sample], list[Sample], dict[str, list[Sample]]]:
+    """The organism's probe pool (``*:train``, pictures seeded by ``seed``), calibration prompts and
+    held-out sets of one run."""
+    harmful = organism_samples("harmful_text:train", images="ordinary", seed=seed)
+    pool = (
+        _drawn(harmful, cfg.n_text, "harmful_text:train", seed)
+        + organism_samples("benign_text:train", images="ordinary", seed=seed)[: cfg.n_text]
+        + organism_samples("figstep_attack:train")[: cfg.n_image]
+        + organism_samples("figstep_benign:train")[: cfg.n_image]
+    )
+    # Calibrate on held-out benign prompts that are not evaluated on: the organism was trained on every
+    # *:train prompt, and its head outputs on those are more confidently benign than on new prompts (a
+    # threshold set there flagged 15% of new benign prompts for a 5% target).
+    calibration = _heldout("benign_text:heldout", cfg.n_calibration // 2, cfg.n_eval) + _heldout(
+        "figstep_benign:heldout", cfg.n_calibration // 2, cfg.n_eval
+    )
+    heldout = {
+        "harmful text": _drawn(
+            _heldout_set("harmful_text:heldout"), cfg.n_eval, "harmful_text:heldout", seed
+        ),
+        "typographic attacks": _heldout("figstep_attack:heldout", cfg.n_eval),
+        "benign text": _heldout("benign_text:heldout", cfg.n_eval),
+        "benign typographic": _heldout("figstep_benign:heldout", cfg.n_eval),
+    }
+    return pool, calibration, heldout
 
 
 _TYPOGRAPHIC = ("typographic attacks", "benign typographic")
@@ -91,10 +141,10 @@ ORGANISM_SUBJECT = DemoSubject(
     heading="loading the organism (a tiny LLaVA trained to refuse harmful text)",
     full=FULL,
     quick=QUICK,
-    heldout_sets=_organism_sets,
+    heldout_sets=select_prompts,
     ablation_sets=("harmful text", ("benign text", "benign typographic")),
-    utility=_organism_utility,
-    success=_organism_complied,
+    utility=benign_utility,
+    success=complied,
     success_name="complied",
     comparison_tests=lambda heldout: {
         "held-out": [s for group in heldout.values() for s in group],
