@@ -26,7 +26,7 @@ import numpy as np
 
 from sahs_lens.data import Sample, load_bundled
 
-__all__ = ["HARMFUL_SOURCES", "language_model_sets", "seeded_draw"]
+__all__ = ["HARMFUL_SOURCES", "add_leave_one_source_out", "language_model_sets", "seeded_draw"]
 
 HARMFUL_SOURCES = ("advbench", "harmbench", "jailbreakbench", "safebench")
 
@@ -62,12 +62,26 @@ def language_model_sets(
     trains: dict[str, list[Sample]] = {"text": harmful + benign}
     tests: dict[str, list[Sample]] = {"text": held_harmful + held_benign, "contrast": held_harmful + overlap}
     pairs: dict[str, list[str]] = {"text": ["text", "contrast"]}
+    add_leave_one_source_out(trains, tests, pairs, "text", held_harmful, held_benign)
+    return trains, tests, pairs
+
+
+def add_leave_one_source_out(
+    trains: dict[str, list[Sample]],
+    tests: dict[str, list[Sample]],
+    pairs: dict[str, list[str]],
+    base: str,
+    held_harmful: list[Sample],
+    held_benign: list[Sample],
+) -> None:
+    """For each harmful source S present in ``held_harmful``: a test set ``source:S`` (S's held-out harmful
+    requests and the benign ones), tested from ``base`` and from ``{base}-without-S`` (``base``'s training
+    set without S: leave one source out). Adds to ``trains``, ``tests`` and ``pairs`` in place."""
     for source in HARMFUL_SOURCES:
         mine = [s for s in held_harmful if s.source == source]
         if not mine:
             continue
         tests[f"source:{source}"] = mine + held_benign
-        pairs["text"].append(f"source:{source}")
-        trains[f"text-without-{source}"] = [s for s in trains["text"] if s.source != source]
-        pairs[f"text-without-{source}"] = [f"source:{source}"]
-    return trains, tests, pairs
+        pairs[base].append(f"source:{source}")
+        trains[f"{base}-without-{source}"] = [s for s in trains[base] if s.source != source]
+        pairs[f"{base}-without-{source}"] = [f"source:{source}"]

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from sahs_lens.schema import Rule, check, read_json
 
-__all__ = ["check_guard", "read_guard"]
+__all__ = ["MAX_WEIGHT", "check_guard", "check_weights", "read_guard"]
 
 _HEAD = re.compile(r"\s*L\d+H\d+\s*", re.IGNORECASE)
 
@@ -61,6 +61,25 @@ def read_guard(directory: Path, *, json_name: str, tensors_name: str) -> tuple[d
     return meta, weight, float(bias.item())
 
 
+MAX_WEIGHT = 1e6
+"""The largest absolute weight or bias a guard may hold. A logistic probe on head outputs (L2, C = 1) has
+weights of order 1-100; weights near float32's limit make the dot product overflow, which would decide a
+row by a weight's sign. A guard beyond this bound is refused at fit and at load."""
+
+
+def check_weights(weight: Tensor, bias: float, *, where: str) -> None:
+    """Raise ``ValueError`` unless every weight and the bias are finite and within ``MAX_WEIGHT``."""
+    if not bool(weight.isfinite().all()) or not math.isfinite(bias):
+        raise ValueError(f"{where}: the weight or bias holds NaN or inf; fit the guard again")
+    largest = max(float(weight.abs().max()) if weight.numel() else 0.0, abs(bias))
+    if largest > MAX_WEIGHT:
+        raise ValueError(
+            f"{where}: a weight or the bias is {largest:.3g}, beyond the bound {MAX_WEIGHT:.0e} that any fitted "
+            "guard stays within (such values overflow the guard's dot product); the file is damaged or was not "
+            "written by sahs_lens: fit the guard again"
+        )
+
+
 def check_guard(
     meta: Any, weight: Tensor, bias: float, *, where: str, fmt: str, nonfinite: tuple[str, ...]
 ) -> None:
@@ -76,8 +95,7 @@ def check_guard(
             f"{where}: the weight must be {len(heads)} heads x d_head {d_head} = {expected} floats; got "
             f"{weight.dtype} {tuple(weight.shape)}; the guard's files do not belong together: save it again"
         )
-    if not bool(weight.isfinite().all()) or not math.isfinite(bias):
-        raise ValueError(f"{where}: the weight or bias holds NaN or inf; fit the guard again")
+    check_weights(weight, bias, where=where)
     provenance = meta["provenance"]
     if "d_head" in provenance and provenance["d_head"] != d_head:
         raise ValueError(f"{where}: 'd_head' is {d_head} but provenance.d_head is {provenance['d_head']!r}")

@@ -34,7 +34,7 @@ from model_adapters.concurrency import model_lock
 from model_adapters.identity import IDENTITY_FIELDS, check_identity, identity_mismatches
 from model_adapters.structure import find_language_model
 from sahs_lens._version import __version__
-from sahs_lens.guard.artifact import check_guard, read_guard
+from sahs_lens.guard.artifact import check_guard, check_weights, read_guard
 from sahs_lens.guard.hf import HFGuardSession
 from sahs_lens.guard.policies import (
     INDICATING_PROMPT,
@@ -102,6 +102,7 @@ class SafetyHeadGuard:
             raise ValueError("a guard needs at least one head; pass the output of rank_heads(sweep, k=32)")
         if weight.shape != (len(heads) * d_head,):
             raise ValueError(f"weight must have {len(heads)} x {d_head} entries; got {tuple(weight.shape)}")
+        check_weights(weight.float(), float(bias), where="the guard")
         self.heads = heads
         self.d_head = d_head
         self.weight = weight.float()
@@ -234,14 +235,27 @@ class SafetyHeadGuard:
 
     # ---- scoring -----------------------------------------------------------------------------------
     def score_features(self, x: Float[Tensor, "batch features"]) -> Float[Tensor, " batch"]:
-        """Malicious probability from concatenated head features ``[batch, k * d_head]``."""
+        """Malicious probability from concatenated head features ``[batch, k * d_head]``; NaN for a row the
+        guard cannot judge: any feature not finite (a ``-inf`` times a positive weight would otherwise score
+        0.0 and pass), or a logit that overflows. Every caller flags NaN (fail closed)."""
         x = x.float()
-        return torch.sigmoid(x @ self.weight.to(x.device) + self.bias)
+        logits = x @ self.weight.to(x.device) + self.bias
+        unjudged = ~torch.isfinite(x).all(dim=-1) | ~torch.isfinite(logits)
+        return torch.sigmoid(logits).masked_fill(unjudged, float("nan"))
 
     def score(self, acts: HeadActivations) -> Float[Tensor, " n"]:
-        """Malicious probability for each sample of ``acts``."""
+        """Malicious probability for each sample of ``acts``. A sample the guard cannot judge (see
+        ``score_features``) scores 1.0, so it is flagged at every threshold, or raises with
+        ``nonfinite="raise"``, as on every other path."""
         self.check_activations(acts)
-        return self.score_features(acts.features(self.heads))
+        scores = self.score_features(acts.features(self.heads))
+        unjudged = torch.isnan(scores)
+        if bool(unjudged.any()) and self.nonfinite == "raise":
+            raise ValueError(
+                f"the guard cannot score sample(s) {unjudged.nonzero().flatten().tolist()[:10]}: NaN or inf in "
+                "the safety heads' outputs, or a logit that overflows; collect in float32, or use nonfinite='flag'"
+            )
+        return scores.masked_fill(unjudged, 1.0)
 
     def score_inputs(
         self, model: HookedVLM, inputs: VLMInputs | str | Sequence[str]

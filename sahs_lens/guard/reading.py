@@ -67,7 +67,8 @@ class GuardReading:
             rows = nonfinite.nonzero().flatten().tolist()
             raise ValueError(
                 f"the guard's score is not finite for row(s) {rows} (NaN or inf in the safety heads' outputs, "
-                "e.g. fp16 overflow); run the model in float32 or bfloat16, or use nonfinite='flag'"
+                "e.g. fp16 overflow, or a logit that overflows); run the model in float32 or bfloat16, or use "
+                "nonfinite='flag'"
             )
         self.scores, self.nonfinite = scores, nonfinite
         # fail closed: a score that is not a number is flagged (NaN >= t is False, so say it explicitly)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from sahs_lens.data import Sample
-from sahs_lens.detectors.text_sets import seeded_draw
+from sahs_lens.detectors.text_sets import HARMFUL_SOURCES, add_leave_one_source_out, seeded_draw
 from sahs_lens.organism import organism_samples
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
     "seeded_draw",
 ]
 
-HARMFUL_SOURCES = ("advbench", "harmbench", "jailbreakbench", "safebench")
 HELDOUT_IMAGE_SEED = 1234  # the demo's ordinary pictures of held-out text requests
 
 
@@ -83,14 +82,7 @@ def organism_sets(
         "typed": ["typed", "typed+image", "typographic"],
         "typed+typographic": ["typed", "typographic", "typed+image"],
     }
-    for source in HARMFUL_SOURCES:
-        mine = [s for s in held_harmful if s.source == source]
-        if not mine:
-            continue
-        tests[f"source:{source}"] = mine + held_benign
-        pairs["typed"].append(f"source:{source}")
-        trains[f"typed-without-{source}"] = [s for s in trains["typed"] if s.source != source]
-        pairs[f"typed-without-{source}"] = [f"source:{source}"]
+    add_leave_one_source_out(trains, tests, pairs, "typed", held_harmful, held_benign)
     return trains, tests, pairs
 
 
