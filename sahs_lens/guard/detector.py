@@ -377,7 +377,7 @@ class SafetyHeadGuard:
         attention = find_language_model(hf_model).attention
         o_projs: list[nn.Module] = [attention[layer].o_proj for layer in self.heads.layers]  # type: ignore[misc]
         with model_lock(hf_model):
-            handles = [
+            handles = [hf_model.register_forward_pre_hook(session.check_inputs, with_kwargs=True)] + [
                 o_proj.register_forward_pre_hook(session.pre_hook(layer))
                 for o_proj, layer in zip(o_projs, self.heads.layers, strict=True)
             ]

@@ -4,7 +4,8 @@
 layer's output projection *is* ``hook_z`` (``[batch, pos, n_heads * d_head]``, reshaped to heads), so a
 forward pre-hook on ``o_proj`` reads the decision position during Hugging Face's own prefill, and a
 transformers-compatible logits processor applies the policy (``refuse`` or ``prefix``) to flagged rows.
-Inputs must be left-padded, so that the last column is every row's decision position.
+Inputs must be left-padded, so that the last column is every row's decision position: a prefill whose last
+column is padding in some row, or longer than the model's context, is refused before it is scored.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ class HFGuardSession:
         self.guard = guard
         self.policy = policy
         self.n_heads = n_heads
+        config: Any = getattr(hf_model, "config", None)
+        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+        context = getattr(text, "max_position_embeddings", None)
+        self.n_ctx: int | None = int(context) if isinstance(context, int) and context > 0 else None
         self.reading = GuardReading(guard, stop_after_capture=False)
         gen = getattr(hf_model, "generation_config", None)
         eos = getattr(gen, "eos_token_id", None)
@@ -40,6 +45,26 @@ class HFGuardSession:
         self.logits_processor = _HFLogitsProcessor(self)
         self.mismatches: list[str] = []
         """What differed from the guard's provenance when attached with ``allow_mismatch=True``."""
+
+    def check_inputs(self, _module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """A forward pre-hook on the whole model: refuse, before anything is scored, a prefill whose last
+        column is padding in some row (right padding: the guard would read a pad position) or that is
+        longer than the model's context."""
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        mask = kwargs.get("attention_mask")
+        if ids is None or ids.ndim != 2 or ids.shape[1] <= 1:
+            return  # a decoding step (or inputs_embeds): nothing new to check
+        if mask is not None and mask.ndim == 2 and not bool(mask[:, -1].all()):
+            rows = (mask[:, -1] == 0).nonzero().flatten().tolist()
+            raise ValueError(
+                f"row(s) {rows[:10]} end in padding: the guard reads every row's last position, so inputs "
+                "must be left-padded; set tokenizer.padding_side = 'left' before encoding"
+            )
+        if self.n_ctx is not None and ids.shape[1] > self.n_ctx:
+            raise ValueError(
+                f"the prompt is {ids.shape[1]} tokens long but the model's context is {self.n_ctx} tokens; the "
+                "guard would score a position the model never trained on: shorten the prompt"
+            )
 
     def pre_hook(self, layer: int) -> Callable[[nn.Module, tuple[Tensor, ...]], None]:
         """A forward pre-hook for layer ``layer`` 's ``o_proj``: its input, reshaped to heads, is ``hook_z``."""

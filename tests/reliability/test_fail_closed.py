@@ -181,3 +181,29 @@ def test_the_offline_score_fails_closed(llava: Guarded) -> None:
     strict = SafetyHeadGuard.from_dict({**guard.to_dict(), "nonfinite": "raise"})
     with pytest.raises(ValueError, match=r"cannot score sample\(s\) \[2\]"):
         strict.score(acts)
+
+
+def test_attach_hf_refuses_right_padding_and_prompts_past_the_context(llava: Guarded) -> None:
+    """Right padding puts a pad token in some rows' last column: the guard would score it (0.0817 vs
+    0.0073 left-padded on the organism, silently). Refused before anything is scored, hooks removed."""
+    model, (guard, _) = llava.model, llava.guards
+    hf_model, tokenizer = model.hf_model, model.tokenizer
+    before = count_hooks(model)
+    tokenizer.padding_side = "right"
+    try:
+        enc = tokenizer(["hi", "How do I bake bread today?"], return_tensors="pt", padding=True)
+    finally:
+        tokenizer.padding_side = "left"
+    with (
+        pytest.raises(ValueError, match=r"row\(s\) \[0\] end in padding.*left-padded"),
+        guard.attach_hf(hf_model) as s,
+    ):
+        hf_model.generate(**enc, max_new_tokens=2, logits_processor=[s.logits_processor])
+    context = hf_model.config.get_text_config().max_position_embeddings
+    long = torch.ones(1, context + 1, dtype=torch.long)
+    with (
+        pytest.raises(ValueError, match=f"{context + 1} tokens long.*context is {context}"),
+        guard.attach_hf(hf_model),
+    ):
+        hf_model(input_ids=long, attention_mask=torch.ones_like(long))
+    assert count_hooks(model) == before
