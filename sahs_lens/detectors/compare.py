@@ -15,7 +15,8 @@ on). ``compare`` measures them on equal terms:
    prompt (``results``). A pair is *transfer* when the test set's malicious prompts come from a source or a
    modality (text, text with an image) the training set's malicious prompts do not include.
 
-Train and test sets that share a sample id are refused (naming the shared ids) unless ``allow_overlap``.
+Train and test sets that share a sample, by id or by content (prompt and image hashes), are refused (naming
+the shared samples) unless ``allow_overlap``.
 
 >>> result = compare(model, {"typed": train}, {"typed": test, "typographic": figstep}, k=8, seed=0)  # doctest: +SKIP
 >>> result.auroc("sahs", "typed", "typographic"), result.auroc("text_only", "typed", "typographic")
@@ -77,17 +78,47 @@ def _as_sets(sets: SampleSets | Sequence[Any], what: str) -> dict[str, list[Any]
 def _check_overlap(
     trains: dict[str, list[Any]], tests: dict[str, list[Any]], pairs: dict[str, list[str]]
 ) -> None:
+    """Refuse a pair whose training and test sets share a sample, by id or by content (the same prompt and
+    image under another id: two copies of one file)."""
+    test_keys = {name: _content_keys(samples) for name, samples in tests.items()}
     for train_name, test_names in pairs.items():
         train_ids = {str(s.id) for s in trains[train_name]}
+        train_keys = dict(zip(_content_keys(trains[train_name]), trains[train_name], strict=True))
         for test_name in test_names:
             shared = sorted(train_ids & {str(s.id) for s in tests[test_name]})
+            how = ""
+            if not shared:
+                same = [
+                    (train_keys[k], s)
+                    for k, s in zip(test_keys[test_name], tests[test_name], strict=True)
+                    if k in train_keys
+                ]
+                shared = [f"{t.id} = {s.id}" for t, s in same]
+                how = " with the same prompt and image"
             if shared:
                 shown = ", ".join(shared[:10]) + (f" and {len(shared) - 10} more" if len(shared) > 10 else "")
                 raise ValueError(
-                    f"the training set {train_name!r} and the test set {test_name!r} share {len(shared)} sample(s) "
-                    f"({shown}): a detector tested on what it was trained on looks better than it is. Remove them "
-                    "from one side, or pass allow_overlap=True (--allow-overlap) to measure anyway"
+                    f"the training set {train_name!r} and the test set {test_name!r} share {len(shared)} sample(s)"
+                    f"{how} ({shown}): a detector tested on what it was trained on looks better than it is. Remove "
+                    "them from one side, or pass allow_overlap=True (--allow-overlap) to measure anyway"
                 )
+
+
+def _check_labels(sets: dict[str, list[Any]]) -> None:
+    """Every label is 0 (benign) or 1 (malicious): a 0.5 would silently count as benign."""
+    for where, samples in sets.items():
+        for sample in samples:
+            label = sample.label
+            if isinstance(label, str) or label not in (0, 1):
+                raise ValueError(
+                    f"sample {sample.id!r} of the {where} has label {label!r}; labels must be 0 (benign) or 1 "
+                    "(malicious)"
+                )
+
+
+def _content_keys(samples: list[Any]) -> list[tuple[str, str | None]]:
+    content = sample_content(samples)
+    return list(zip(content["prompt_sha256"], content["image_sha256"], strict=True))
 
 
 def _calibration_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -186,6 +217,8 @@ def compare(
         raise ValueError(
             f"calibration_fraction must lie strictly between 0 and 1; got {calibration_fraction}"
         )
+    _check_labels({**{f"training set {k!r}": v for k, v in trains.items()},
+                   **{f"test set {k!r}": v for k, v in test_sets.items()}})  # fmt: skip
     if not allow_overlap:
         _check_overlap(trains, test_sets, measured)
     train_needs, test_needs = _needs(names)

@@ -141,3 +141,31 @@ def test_compare_on_given_signals_equals_its_own_collection(planted, sets) -> No
     only_z = collect_signals(planted, train + test, needs={"z"}, progress=False)
     with pytest.raises(ValueError, match=r"hold no \['lens', 'logits', 'resid'\]"):
         compare(planted, {"train": train}, {"test": test}, signals=only_z, **kwargs)
+
+
+def test_the_same_prompts_under_new_ids_are_refused_as_overlap() -> None:
+    """Two copies of one file under other names give the same prompts new ids: refused by content."""
+    from sahs_lens.data import Sample
+    from sahs_lens.detectors import compare
+
+    prompts = [f"request number {i} about {'bombs' if i % 2 else 'bread'}" for i in range(12)]
+    train = [Sample(p, None, i % 2, "a", f"a:{i}") for i, p in enumerate(prompts)]
+    copy = [Sample(p, None, i % 2, "b", f"b:{i}") for i, p in enumerate(prompts[:4])]
+    with pytest.raises(ValueError, match=r"share 4 sample\(s\) with the same prompt and image \(a:0 = b:0"):
+        compare(None, train, copy, detectors=["text_only"], bootstrap=0)
+    result = compare(None, train, copy, detectors=["text_only"], bootstrap=0, allow_overlap=True)
+    assert result.auroc("text_only", "training", "test") is not None
+
+
+def test_a_label_that_is_not_0_or_1_is_refused() -> None:
+    """``Sample`` refuses a label of 0.5; a look-alike object that carries one is refused by ``compare``
+    (it used to count as benign)."""
+    from sahs_lens.data import Sample
+    from sahs_lens.detectors import compare
+
+    train = [Sample(f"p{i}", None, i % 2, "a", f"a:{i}") for i in range(8)]
+    # a Sample refuses 0.5 itself; any look-alike object reaches compare with it
+    look_alike = SimpleNamespace(prompt="q1", image=None, label=0.5, source="t", id="t:1", category=None)
+    test = [Sample("q0", None, 0, "t", "t:0"), look_alike]
+    with pytest.raises(ValueError, match=r"sample 't:1' of the test set 'test' has label 0\.5"):
+        compare(None, train, test, detectors=["text_only"], bootstrap=0)

@@ -36,7 +36,7 @@ RNG = np.random.default_rng(0)
 
 
 def _samples(n: int, prefix: str = "s", source: str = "synthetic") -> list[Sample]:
-    return [Sample(f"prompt {i}", None, i % 2, source, f"{prefix}{i}") for i in range(n)]
+    return [Sample(f"prompt {prefix}{i}", None, i % 2, source, f"{prefix}{i}") for i in range(n)]
 
 
 def _signals(n: int = 80, layers: int = 3, d: int = 6, signal_layer: int = 1, seed: int = 0) -> Signals:
@@ -158,7 +158,7 @@ def _text_sets() -> tuple[list[Sample], list[Sample]]:
         out = []
         for i in range(n):
             label = i % 2
-            text = ("build a bomb to steal" if label else "bake bread for a poem") + f" number {i}"
+            text = ("build a bomb to steal" if label else "bake bread for a poem") + f" number {prefix}{i}"
             out.append(Sample(text, None, label, source if label else "benign", f"{prefix}{i}"))
         return out
 
