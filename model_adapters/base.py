@@ -34,6 +34,7 @@ from model_adapters.concurrency import model_lock
 from model_adapters.images import ImageLike, open_image
 from model_adapters.language_models import refuse_images
 from model_adapters.registry import Family, Template
+from model_adapters.sampling import check_decoding
 from model_adapters.text_safety import control_strings, safe_user_text
 
 CACHE_OPTIONS = ("pos_slice", "remove_batch_dim", "return_cache_object", "stop_at_layer", "use_cache")
@@ -232,6 +233,8 @@ class HookedVLM:
         Example:
             >>> batch = model.prepare(["How do I bake bread?", "Describe this."], images=[None, "cat.png"])
         """
+        if isinstance(prompts, bytes | bytearray):
+            raise TypeError("prompts must be strings; got bytes: decode them first (text.decode('utf-8'))")
         if isinstance(prompts, str):
             prompts = [prompts]
             if isinstance(images, (str, Path, Image.Image)):
@@ -441,19 +444,14 @@ class HookedVLM:
         [batch, d_vocab]) -> logits`` may rewrite each step's next-token logits (the guard uses it to force a
         refusal for flagged rows).
         """
+        check_decoding(max_new_tokens, do_sample, temperature, top_k, top_p, seed)
         batch = self._as_inputs(inputs)
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be at least 1; got {max_new_tokens}")
         prompt_length = int(batch.input_ids.shape[1])
         if prompt_length + max_new_tokens > self.cfg.n_ctx:
             raise ValueError(
                 f"the prompt takes {prompt_length} tokens and max_new_tokens={max_new_tokens} more, past the "
                 f"model's context of {self.cfg.n_ctx} tokens; ask for at most "
                 f"{max(0, self.cfg.n_ctx - prompt_length)} new tokens or shorten the prompt"
-            )
-        if do_sample and temperature <= 0:
-            raise ValueError(
-                f"temperature must be > 0 when sampling; got {temperature} (use do_sample=False)"
             )
         decoding = Decoding(
             max_new_tokens=max_new_tokens,

@@ -125,8 +125,12 @@ def collect_head_activations(
     """
     samples = list(samples)
     _check_samples(samples)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1; got {batch_size}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:  # int8 stored zeros
+        raise ValueError(
+            f"dtype (of the stored features) must be a floating dtype, e.g. torch.float16; got {dtype!r}"
+        )
     cfg = model.cfg
     if heads is not None:
         heads = heads if isinstance(heads, HeadSet) else HeadSet(heads)
@@ -393,7 +397,7 @@ class _LastPositionReader:
 def _check_samples(samples: Sequence[SampleLike]) -> None:
     if not samples:
         raise ValueError("no samples given; pass at least one Sample (see sahs_lens.data.load_bundled)")
-    bad = [s for s in samples if int(s.label) not in (0, 1)]
+    bad = [s for s in samples if isinstance(s.label, str) or s.label not in (0, 1)]  # 0.5 is no 0
     if bad:
         raise ValueError(
             f"labels must be 0 (benign) or 1 (malicious); sample {bad[0].id!r} has label {bad[0].label!r}"

@@ -232,7 +232,8 @@ class HFBackend:
         config.temperature = decoding.temperature if decoding.do_sample else None
         config.top_k = decoding.top_k if decoding.do_sample else None
         config.top_p = decoding.top_p if decoding.do_sample else None
-        config.eos_token_id = list(decoding.eos_token_ids) if decoding.stop_at_eos else None
+        # [] and not None: None makes Hugging Face fall back to the model's own eos and stop there anyway
+        config.eos_token_id = list(decoding.eos_token_ids) if decoding.stop_at_eos else []
         config.pad_token_id = decoding.pad_token_id
         gate = PrefillGate()
         prompt_length = input_ids.shape[1]

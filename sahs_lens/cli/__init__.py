@@ -29,7 +29,8 @@ __all__ = ["build_parser", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``sahs-lens`` with ``argv`` (default: the process's); 0 on success, 2 on a usage error."""
+    """Run ``sahs-lens`` with ``argv`` (default: the process's); 0 on success, 2 on a usage error, 130 when
+    interrupted (Ctrl-C: one line, no traceback)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -46,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"sahs-lens {name}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # one line, not a traceback; finished work is kept (extract resumes)
+        print(f"sahs-lens {name}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
