@@ -30,7 +30,7 @@ def check_decoding(
     >>> check_decoding(2.5, False, 1.0, None, None, None)
     Traceback (most recent call last):
     ...
-    ValueError: max_new_tokens must be a positive int; got float 2.5
+    ValueError: max_new_tokens must be a positive int (at least 1); got float 2.5
     """
 
     def is_int(value: object) -> bool:
@@ -43,7 +43,7 @@ def check_decoding(
         raise ValueError(f"{name} must be {expected}; got {type(value).__name__} {value!r}")
 
     if not is_int(max_new_tokens) or int(max_new_tokens) < 1:  # type: ignore[call-overload]
-        refuse("max_new_tokens", "a positive int", max_new_tokens)
+        refuse("max_new_tokens", "a positive int (at least 1)", max_new_tokens)
     if not isinstance(do_sample, bool):
         refuse("do_sample", "True or False", do_sample)
     if do_sample and (not is_number(temperature) or float(temperature) <= 0):  # type: ignore[arg-type]

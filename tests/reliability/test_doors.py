@@ -24,8 +24,8 @@ from .conftest import Guarded
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"max_new_tokens": 2.5}, "max_new_tokens must be a positive int; got float 2.5"),
-        ({"max_new_tokens": "3"}, "max_new_tokens must be a positive int; got str '3'"),
+        ({"max_new_tokens": 2.5}, r"max_new_tokens must be a positive int \(at least 1\); got float 2.5"),
+        ({"max_new_tokens": "3"}, r"max_new_tokens must be a positive int \(at least 1\); got str '3'"),
         ({"max_new_tokens": 0}, "max_new_tokens must be a positive int"),
         ({"do_sample": True, "top_p": 1.5}, r"top_p must be None or a number in \(0, 1\]; got float 1.5"),
         ({"do_sample": True, "top_k": 0}, "top_k must be None or an int >= 1"),
