@@ -61,3 +61,26 @@ def smollm2_reference():  # type: ignore[no-untyped-def]
     return AutoModelForCausalLM.from_pretrained(
         path.parent, gguf_file=path.name, dtype=torch.float32, attn_implementation="eager"
     ).eval()
+
+
+def zero_head_hook(head: int):  # type: ignore[no-untyped-def]
+    """A ``hook_z`` hook that zeroes one head at every position (the adapter side of an ablation test)."""
+
+    def hook(z, hook):  # type: ignore[no-untyped-def]
+        z = z.clone()
+        z[:, :, head] = 0.0
+        return z
+
+    return hook
+
+
+def zero_slice_pre_hook(head: int, d_head: int):  # type: ignore[no-untyped-def]
+    """An ``o_proj`` forward pre-hook that zeroes the same head's slice on a plain Hugging Face model (the
+    independent reference of an ablation test)."""
+
+    def pre_hook(_module, args):  # type: ignore[no-untyped-def]
+        x = args[0].clone()
+        x[..., head * d_head : (head + 1) * d_head] = 0.0
+        return (x, *args[1:])
+
+    return pre_hook

@@ -82,7 +82,7 @@ def _closing_note(result: Any) -> list[str]:
     return lines
 
 
-def _default_sets(args: argparse.Namespace, organism: bool, model: Any) -> tuple[Any, Any, Any]:
+def _default_sets(args: argparse.Namespace, organism: bool) -> tuple[Any, Any, Any]:
     """The default sets: the organism's (typed, typographic, sources), or a language model's text sets
     (``detectors.text_sets``: in distribution, leave one source out, the contrast set)."""
     if organism:
@@ -120,9 +120,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
             f"the default sets are drawn for the organism and for language models; with the vision-language "
             f"model {args.model} give --train SPEC and --test NAME=SPEC"
         )
-    model = load_model(args) if set(detectors) != {"text_only"} or not organism else None
+    model = load_model(args) if set(detectors) != {"text_only"} else None
     if args.train is None:
-        trains, tests, pairs = _default_sets(args, organism, model)
+        trains, tests, pairs = _default_sets(args, organism)
     else:
         tests_specs = _parse_tests(args.test)
         trains = {"train": load_samples(args.train, organism=organism)}

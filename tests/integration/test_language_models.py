@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import REAL_MODEL
+from conftest import REAL_MODEL, zero_head_hook, zero_slice_pre_hook
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from model_adapters import HookedVLM, load_vlm
@@ -99,31 +99,17 @@ def test_hook_z_matches_o_proj_input_at_every_position(pair) -> None:  # type: i
         assert (z - seen[layer].view(z.shape))[real].abs().max().item() <= TOL, layer
 
 
-def zero_head(head: int):  # type: ignore[no-untyped-def]
-    def hook(z: torch.Tensor, hook) -> torch.Tensor:  # type: ignore[no-untyped-def]
-        z = z.clone()
-        z[:, :, head] = 0.0
-        return z
-
-    return hook
-
-
-def zero_slice(head: int, d_head: int):  # type: ignore[no-untyped-def]
-    def pre_hook(_module, args):  # type: ignore[no-untyped-def]
-        x = args[0].clone()
-        x[..., head * d_head : (head + 1) * d_head] = 0.0
-        return (x, *args[1:])
-
-    return pre_hook
-
-
 def test_head_ablation_through_hook_z_equals_hf(pair) -> None:  # type: ignore[no-untyped-def]
     model, reference = pair
     batch = model.prepare(PROMPTS[:2])
     clean, real = model(batch), batch.attention_mask.bool()
     for layer, head in [(0, 1), (model.cfg.n_layers - 1, model.cfg.n_heads - 1)]:
-        ablated = model.run_with_hooks(batch, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", zero_head(head))])
-        handle = o_proj(reference, layer).register_forward_pre_hook(zero_slice(head, model.cfg.d_head))
+        ablated = model.run_with_hooks(
+            batch, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", zero_head_hook(head))]
+        )
+        handle = o_proj(reference, layer).register_forward_pre_hook(
+            zero_slice_pre_hook(head, model.cfg.d_head)
+        )
         try:
             expected = hf_logits(reference, batch)
         finally:
@@ -137,9 +123,9 @@ def test_greedy_tokens_match_hf_generate(pair, ablate: bool) -> None:  # type: i
     model, reference = pair
     batch = model.prepare(PROMPTS)
     layer, head = model.cfg.n_layers - 1, 0
-    hooks = [(f"blocks.{layer}.attn.hook_z", zero_head(head))] if ablate else []
+    hooks = [(f"blocks.{layer}.attn.hook_z", zero_head_hook(head))] if ablate else []
     handle = (
-        o_proj(reference, layer).register_forward_pre_hook(zero_slice(head, model.cfg.d_head))
+        o_proj(reference, layer).register_forward_pre_hook(zero_slice_pre_hook(head, model.cfg.d_head))
         if ablate
         else None
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import zero_head_hook, zero_slice_pre_hook
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from model_adapters import HookedVLM, family_for, load_vlm
@@ -149,24 +150,6 @@ def test_prepare_equals_the_familys_processor_and_chat_template(pair, images) ->
             continue  # training labels (PaliGemma's processor adds them) and bookkeeping the model does not take
         assert key in batch.model_kwargs, key
         assert torch.equal(batch.model_kwargs[key].to(value.dtype), value), key
-
-
-def zero_head_hook(head: int):  # type: ignore[no-untyped-def]
-    def hook(z: torch.Tensor, hook) -> torch.Tensor:  # type: ignore[no-untyped-def]
-        z = z.clone()
-        z[:, :, head] = 0.0
-        return z
-
-    return hook
-
-
-def zero_slice_pre_hook(head: int, d_head: int):  # type: ignore[no-untyped-def]
-    def pre_hook(_module, args):  # type: ignore[no-untyped-def]
-        x = args[0].clone()
-        x[..., head * d_head : (head + 1) * d_head] = 0.0
-        return (x,) + tuple(args[1:])
-
-    return pre_hook
 
 
 def test_zero_ablation_through_hook_z_equals_hf(pair, images) -> None:  # type: ignore[no-untyped-def]
