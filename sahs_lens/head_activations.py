@@ -15,6 +15,7 @@ the manifest's schema, every shard's SHA-256 and place, and every count.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +27,14 @@ from torch import Tensor
 
 from model_adapters.hook_names import HOOK_Z
 from model_adapters.identity import IDENTITY_FIELDS, check_identity
+from sahs_lens.atomic_files import LegacyArtifactWarning
 from sahs_lens.decision import POSITION_RULE
 from sahs_lens.heads import Head, HeadSet
 from sahs_lens.shards import (
     FORMAT,
     LEGACY_FORMAT,
     MANIFEST,
+    is_legacy,
     read_manifest,
     read_shard,
     write_manifest,
@@ -316,6 +319,13 @@ class HeadActivations:
             raise ValueError(
                 f"{directory}: the label of sample {manifest['ids'][first]!r} in its shard differs from the "
                 "manifest's; the activations are damaged: collect again"
+            )
+        if is_legacy(manifest):
+            warnings.warn(
+                f"{where} is format {LEGACY_FORMAT!r} (an earlier sahs_lens, without checksums): its shards "
+                "cannot be verified, and it is read-only (never resumed); save it again to check it from now on",
+                LegacyArtifactWarning,
+                stacklevel=3,
             )
         return cls(
             z=torch.cat([p[0] for p in parts]),

@@ -15,7 +15,6 @@ Head(layer=12, head=5)
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, overload
 
 from model_adapters.hook_names import hook_z_name
+from sahs_lens.atomic_files import write_json_atomic
 from sahs_lens.schema import read_json
 
 _HEAD_PATTERN = re.compile(r"^\s*L(\d+)H(\d+)\s*$", re.IGNORECASE)
@@ -158,7 +158,7 @@ class HeadSet(Sequence[Head]):
         if file.exists() and not overwrite:
             raise FileExistsError(f"{file} already exists; pass overwrite=True or choose another path")
         file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        write_json_atomic(file, self.to_dict())
         return file
 
     @classmethod

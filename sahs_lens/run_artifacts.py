@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from sahs_lens.atomic_files import check_bound
 from sahs_lens.guard import SafetyHeadGuard
 from sahs_lens.guard.detector import GUARD_JSON
 from sahs_lens.head_activations import HeadActivations
@@ -231,6 +232,8 @@ def read_patching(directory: Path) -> PatchingResult:
     tensors_path = directory / "patching.safetensors"
     if not tensors_path.is_file():
         raise FileNotFoundError(f"{directory} has patching.json but no patching.safetensors; patch again")
+    if "files" in data:  # written by a binding save (sahs_lens.atomic_files)
+        check_bound(directory, data["files"], where=str(path), expected=("patching.safetensors",))
     try:
         effect = load_file(str(tensors_path)).get("effect")
     except Exception as error:  # safetensors raises its own error types for malformed files

@@ -24,7 +24,10 @@ ranks are done, rank 0 writes the one ``manifest.json`` a single process would h
 the progress files, so the finished directory is the same file for file.
 
 Directories written before checksums existed (format ``sahs_lens.head_activations/1``) still load when
-finished (nothing in them can be verified beyond shapes and counts), but are never resumed.
+finished, with a ``LegacyArtifactWarning`` (nothing in them can be verified beyond shapes and counts), but
+are never resumed. Setting a checked manifest's format back to ``/1`` does not switch its checks off: a
+manifest or shard that carries what only format 2 writes (checksums, ``start``, ``content``, the shards'
+``ids_sha256`` metadata) under format ``/1`` is refused as a downgrade. Sample ids are unique.
 """
 
 from __future__ import annotations
@@ -151,6 +154,10 @@ def write_manifest(
     tmp.replace(directory / MANIFEST)
 
 
+_FORMAT_2_ONLY = ("run", "content")
+_SHARD_FORMAT_2_ONLY = ("sha256", "start", "ids_sha256")
+
+
 def read_manifest(directory: Path) -> dict[str, Any]:
     """Read and check ``manifest.json``: its schema, and that shards, ids and content agree in length."""
     path = directory / MANIFEST
@@ -162,7 +169,17 @@ def read_manifest(directory: Path) -> dict[str, Any]:
             f"{path} is not a sahs_lens activations manifest (format {manifest.get('format')!r}, expected "
             f"{FORMAT!r})"
         )
+    if is_legacy(manifest):
+        _refuse_downgrade(manifest, path)
     check(manifest, _manifest_rules(is_legacy(manifest)), file=path)
+    seen: set[str] = set()
+    for sample_id in manifest["ids"]:
+        if sample_id in seen:
+            raise ValueError(
+                f"{path}: sample id {sample_id!r:.80} is listed twice; ids are unique (collection refuses "
+                "duplicates), so the manifest is damaged: collect again"
+            )
+        seen.add(sample_id)
     shards = manifest["shards"]
     total = sum(s["n"] for s in shards)
     n_ids = len(manifest["ids"])
@@ -199,6 +216,20 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return dict(manifest)
 
 
+def _refuse_downgrade(manifest: dict[str, Any], path: Path) -> None:
+    """A format-1 manifest holding what only format 2 writes was downgraded by hand: refuse it."""
+    shards = manifest.get("shards")
+    found = [key for key in _FORMAT_2_ONLY if key in manifest]
+    if isinstance(shards, list):
+        found += sorted({k for s in shards if isinstance(s, dict) for k in _SHARD_FORMAT_2_ONLY if k in s})
+    if found:
+        raise ValueError(
+            f"{path} says format {LEGACY_FORMAT!r} but holds {', '.join(found)}, which only format {FORMAT!r} "
+            "writes: its format was changed by hand, and that cannot switch its checks off. Restore "
+            f"'format': {FORMAT!r} (or collect again)"
+        )
+
+
 def read_shard(directory: Path, manifest: dict[str, Any], index: int) -> tuple[Tensor, Tensor]:
     """``(z, labels)`` of shard ``index`` of ``manifest``, verified; ``ValueError`` naming it otherwise.
 
@@ -226,6 +257,11 @@ def read_shard(directory: Path, manifest: dict[str, Any], index: int) -> tuple[T
                 f"{name} holds other samples than the manifest says (it records {meta}, the manifest "
                 f"expects {expected}): shards were swapped or moved; collect again"
             )
+    elif _metadata(raw, name):
+        raise ValueError(
+            f"{name} was written by format {FORMAT!r} (it records its samples), but the manifest says "
+            f"{LEGACY_FORMAT!r}: the manifest's format was changed by hand; restore it (or collect again)"
+        )
     try:
         tensors = load_bytes(raw)
     except Exception as error:  # safetensors raises its own error types for malformed files

@@ -8,11 +8,11 @@ inputs (head sets, activations), then the model, then the computation.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from sahs_lens.atomic_files import write_atomic, write_json_atomic
 from sahs_lens.cli.checks import check_new_dir, check_new_file, check_outputs
 from sahs_lens.cli.compare import cmd_compare
 from sahs_lens.cli.loading import is_organism, load_heads, load_model, load_samples
@@ -238,14 +238,14 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         **extra,
     )
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ablation.json").write_text(json.dumps(curve.to_dict(), indent=2) + "\n")
+    write_json_atomic(out / "ablation.json", curve.to_dict())
     print("\n".join(_ablation_table(curve, len(samples), len(utility or []), organism)))
     print(f"-> {out / 'ablation.json'}")
     return 0
 
 
 def cmd_patch(args: argparse.Namespace) -> int:
-    from safetensors.torch import save_file
+    from safetensors.torch import save as save_bytes
 
     from sahs_lens.activations import collect_head_activations
     from sahs_lens.interventions import patching_sweep
@@ -265,9 +265,10 @@ def cmd_patch(args: argparse.Namespace) -> int:
     batch = model.prepare([s.prompt for s in target], images=[s.image for s in target])
     result = patching_sweep(model, batch, source_acts, heads=heads)
     out.mkdir(parents=True, exist_ok=True)
-    save_file({"effect": result.effect.contiguous()}, str(out / "patching.safetensors"))
+    digest = write_atomic(out / "patching.safetensors", save_bytes({"effect": result.effect.contiguous()}))
     top = result.top(10)
-    (out / "patching.json").write_text(json.dumps({"clean": result.clean, "top": top.to_list()}, indent=2))
+    summary = {"clean": result.clean, "top": top.to_list(), "files": {"patching.safetensors": digest}}
+    write_json_atomic(out / "patching.json", summary)  # last: it binds the tensors by SHA-256
     print(
         f"patched {len(target)} pairs: each head's decision-position output copied from a source into a target "
         "prompt.\n"
@@ -342,7 +343,7 @@ def cmd_guard_eval(args: argparse.Namespace) -> int:
     )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(metrics.to_dict(), indent=2) + "\n")
+        write_json_atomic(Path(args.out), metrics.to_dict())
         print(f"-> {args.out}")
     return 0
 

@@ -15,12 +15,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import Tensor
 
+from sahs_lens.atomic_files import bound_metadata, check_bound
 from sahs_lens.schema import Rule, check, read_json
 
-__all__ = ["MAX_WEIGHT", "check_guard", "check_weights", "read_guard"]
+__all__ = ["MAX_WEIGHT", "check_guard", "check_weights", "payload_binding", "read_guard"]
 
 _HEAD = re.compile(r"\s*L\d+H\d+\s*", re.IGNORECASE)
 
@@ -35,11 +37,23 @@ def _rules(fmt: str, nonfinite: tuple[str, ...]) -> dict[str, Rule]:
         "provenance": Rule(dict),
         "training": Rule(dict),
         "nonfinite": Rule(str, optional=True, choices=nonfinite),
+        "files": Rule(dict, optional=True),
     }
 
 
-def read_guard(directory: Path, *, json_name: str, tensors_name: str) -> tuple[dict[str, Any], Tensor, float]:
-    """``(meta, weight, bias)`` read from a guard directory; a clear error naming the file otherwise."""
+def payload_binding(fmt: str, heads: list[str]) -> dict[str, str]:
+    """What ``guard.safetensors`` records of its JSON: the format and the heads, in order."""
+    return {"format": fmt, "heads": ",".join(h.strip().upper() for h in heads)}
+
+
+def read_guard(
+    directory: Path, *, json_name: str, tensors_name: str, fmt: str
+) -> tuple[dict[str, Any], Tensor, float]:
+    """``(meta, weight, bias)`` read from a guard directory; a clear error naming the file otherwise.
+
+    The two files must belong together (``sahs_lens.atomic_files``): ``guard.json``'s ``files`` entry
+    holds the SHA-256 of ``guard.safetensors``, whose metadata holds the JSON's format and heads.
+    """
     path = directory / json_name
     if not path.exists():
         raise FileNotFoundError(f"no {json_name} in {directory}; is this a directory written by guard.save?")
@@ -47,12 +61,20 @@ def read_guard(directory: Path, *, json_name: str, tensors_name: str) -> tuple[d
     tensor_path = directory / tensors_name
     if not tensor_path.is_file():
         raise FileNotFoundError(f"{directory} has {json_name} but no {tensors_name}; save the guard again")
+    if isinstance(meta, dict) and "files" in meta:
+        check_bound(directory, meta["files"], where=str(path), expected=(tensors_name,))
     try:
         tensors = load_file(str(tensor_path))
+        with safe_open(str(tensor_path), framework="pt") as handle:
+            payload_meta = handle.metadata()
     except Exception as error:  # safetensors raises its own error types for malformed files
         raise ValueError(
             f"{tensor_path} cannot be read as safetensors ({error}); save the guard again"
         ) from None
+    if isinstance(meta, dict) and isinstance(meta.get("heads"), list) and all(
+        isinstance(h, str) for h in meta["heads"]
+    ):
+        bound_metadata(meta, payload_meta, payload_binding(fmt, meta["heads"]), where=str(path))
     weight, bias = tensors.get("weight"), tensors.get("bias")
     if weight is None or bias is None or bias.numel() != 1:
         raise ValueError(

@@ -17,7 +17,6 @@ it refuses to be used with a model whose family, shape, template or checkpoint d
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import Any, Literal
 
 import torch
 from jaxtyping import Float
-from safetensors.torch import save_file
+from safetensors.torch import save as save_bytes
 from torch import Tensor, nn
 
 from model_adapters import HookedVLM, VLMInputs, hf_identity
@@ -34,7 +33,8 @@ from model_adapters.concurrency import model_lock
 from model_adapters.identity import IDENTITY_FIELDS, check_identity, identity_mismatches
 from model_adapters.structure import find_language_model
 from sahs_lens._version import __version__
-from sahs_lens.guard.artifact import check_guard, check_weights, read_guard
+from sahs_lens.atomic_files import write_atomic, write_json_atomic
+from sahs_lens.guard.artifact import check_guard, check_weights, payload_binding, read_guard
 from sahs_lens.guard.hf import HFGuardSession
 from sahs_lens.guard.policies import (
     INDICATING_PROMPT,
@@ -456,7 +456,8 @@ class SafetyHeadGuard:
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
         """Write ``guard.safetensors`` (weights) and ``guard.json`` (heads, threshold, provenance).
 
-        Refuses to replace a guard already saved in ``directory`` unless ``overwrite=True``.
+        Each file is written atomically and ``guard.json`` last, binding the weights by SHA-256
+        (``sahs_lens.atomic_files``): a save interrupted between the two files is refused at load. Refuses to replace a guard already saved in ``directory`` unless ``overwrite=True``.
         """
         directory = Path(directory)
         if (directory / GUARD_JSON).exists() and not overwrite:
@@ -465,15 +466,18 @@ class SafetyHeadGuard:
             )
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {"weight": self.weight.contiguous(), "bias": torch.tensor([self.bias], dtype=torch.float64)}
-        save_file(tensors, str(directory / GUARD_TENSORS))
-        (directory / GUARD_JSON).write_text(json.dumps(self._meta(), indent=2) + "\n")
+        binding = payload_binding(GUARD_FORMAT, self.heads.to_list())
+        digest = write_atomic(directory / GUARD_TENSORS, save_bytes(tensors, metadata=binding))
+        write_json_atomic(directory / GUARD_JSON, {**self._meta(), "files": {GUARD_TENSORS: digest}})
         return directory
 
     @classmethod
     def load(cls, directory: str | Path, model: HookedVLM | None = None) -> SafetyHeadGuard:
         """Read a saved guard (safetensors + JSON: no code runs); with ``model=`` refuse it unless it fits."""
         directory = Path(directory)
-        meta, weight, bias = read_guard(directory, json_name=GUARD_JSON, tensors_name=GUARD_TENSORS)
+        meta, weight, bias = read_guard(
+            directory, json_name=GUARD_JSON, tensors_name=GUARD_TENSORS, fmt=GUARD_FORMAT
+        )
         guard = cls._from_meta(meta, weight, bias, where=str(directory / GUARD_JSON))
         if model is not None:
             guard.check_model(model)

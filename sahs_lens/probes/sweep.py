@@ -23,7 +23,6 @@ Three ways to carry it, all of them lossless:
 from __future__ import annotations
 
 import copy
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -32,11 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float, Int
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import load_file
+from safetensors.torch import save as save_bytes
 from torch import Tensor
 
 from model_adapters.identity import check_identity
 from sahs_lens._version import __version__
+from sahs_lens.atomic_files import bound_metadata, check_bound, write_atomic, write_json_atomic
 from sahs_lens.probes.shots import ShotSpec, _spec_text
 from sahs_lens.schema import Rule, check, read_json
 
@@ -247,6 +249,9 @@ class ProbeSweep:
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
         """Write ``probe_sweep.safetensors`` (metrics, draws) and ``probe_sweep.json`` (everything else).
 
+        Each file is written atomically, the JSON last, binding the tensors by SHA-256
+        (``sahs_lens.atomic_files``): a save interrupted between the two is refused at load.
+
         Refuses to write into a directory that already holds a sweep unless ``overwrite=True``.
         """
         directory = Path(directory)
@@ -256,14 +261,16 @@ class ProbeSweep:
             )
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {name: t.contiguous().cpu() for name, t in self._tensors().items()}
-        save_file(tensors, str(directory / SWEEP_TENSORS))
+        raw = save_bytes(tensors, metadata={"format": SWEEP_FORMAT})
+        digest = write_atomic(directory / SWEEP_TENSORS, raw)
         meta = {
             "format": SWEEP_FORMAT,
             "package_version": __version__,
             **self._settings(),
             "summary": self.summary()["per_shot"],
+            "files": {SWEEP_TENSORS: digest},
         }
-        (directory / SWEEP_JSON).write_text(json.dumps(meta, indent=1) + "\n")
+        write_json_atomic(directory / SWEEP_JSON, meta, indent=1)
         return directory
 
     @classmethod
@@ -290,12 +297,17 @@ class ProbeSweep:
             raise FileNotFoundError(
                 f"{directory} has {SWEEP_JSON} but no {SWEEP_TENSORS}; save the sweep again"
             )
+        if "files" in meta:
+            check_bound(directory, meta["files"], where=str(path), expected=(SWEEP_TENSORS,))
         try:
             tensors = load_file(str(tensor_path))
+            with safe_open(str(tensor_path), framework="pt") as handle:
+                payload_meta = handle.metadata()
         except Exception as error:  # safetensors raises its own error types for malformed files
             raise ValueError(
                 f"{tensor_path} cannot be read as safetensors ({error}); save the sweep again"
             ) from None
+        bound_metadata(meta, payload_meta, {"format": SWEEP_FORMAT}, where=str(path))
         sweep = cls._from_parts(tensors, meta, where=str(path))
         if model is not None:
             sweep.check_model(model)
@@ -378,6 +390,14 @@ def _check_tensors(tensors: Mapping[str, Tensor], meta: Mapping[str, Any], where
             )
         if named is not None and (metric in tensors) != (metric in named):
             raise ValueError(f"{where}: 'metrics' lists {named} but the tensors hold {sorted(tensors)}")
+    for metric in METRICS:
+        values = tensors.get(metric)
+        if values is not None and values.numel() and not bool(((values >= 0) & (values <= 1)).all()):
+            bad = values[~((values >= 0) & (values <= 1))][0]
+            raise ValueError(
+                f"{where}: tensor {metric!r} holds {float(bad)!r}, but a probe's {metric} is a number in "
+                "[0, 1]; the sweep is damaged or was not written by sahs_lens: run the sweep again"
+            )
     n_samples = len(meta["sample_ids"])
     for i, n in enumerate(shots):
         draws = tensors[f"draws.{i}"]

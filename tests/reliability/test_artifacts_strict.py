@@ -18,11 +18,13 @@ from typing import Any
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 import sahs_lens.activations as activations
 from model_adapters.testing import load_tiny
 from sahs_lens import HeadActivations, HeadSet, ProbeSweep, SafetyHeadGuard, probe_sweep
 from sahs_lens.activations import collect_head_activations
+from sahs_lens.atomic_files import LegacyArtifactWarning
 from sahs_lens.data import Sample
 from sahs_lens.organism.demo import report_from_run
 from sahs_lens.schema import Rule, check, confined, read_json
@@ -54,6 +56,19 @@ def _edit(path: Path, change: Callable[[Any], Any]) -> None:
     data = json.loads(path.read_text())
     result = change(data)
     path.write_text(json.dumps(data if result is None else result))
+
+
+def as_legacy(directory: Path) -> None:
+    """Rewrite a directory of activations as an earlier sahs_lens wrote it (format 1: no checksums, no
+    content hashes, shards without metadata)."""
+    manifest = json.loads((directory / "manifest.json").read_text())
+    for shard in manifest["shards"]:
+        save_file(load_file(str(directory / shard["file"])), str(directory / shard["file"]))
+    manifest["format"] = "sahs_lens.head_activations/1"
+    manifest["shards"] = [{"file": s["file"], "n": s["n"]} for s in manifest["shards"]]
+    for key in ("content", "run"):
+        manifest.pop(key, None)
+    (directory / "manifest.json").write_text(json.dumps(manifest))
 
 
 @pytest.fixture
@@ -161,13 +176,10 @@ def test_a_shard_whose_rows_differ_from_its_n_is_refused(saved: Path) -> None:
         HeadActivations.load(saved)
 
 
-def test_a_legacy_directory_loads_when_finished(saved: Path) -> None:
-    def legacy(m: dict[str, Any]) -> None:
-        m["format"] = "sahs_lens.head_activations/1"
-        m["shards"] = [{"file": s["file"], "n": s["n"]} for s in m["shards"]]
-
-    _edit(saved / "manifest.json", legacy)
-    assert torch.equal(HeadActivations.load(saved).z, _acts().z)
+def test_a_legacy_directory_loads_when_finished_and_says_so(saved: Path) -> None:
+    as_legacy(saved)
+    with pytest.warns(LegacyArtifactWarning, match="cannot be verified, and it is read-only"):
+        assert torch.equal(HeadActivations.load(saved).z, _acts().z)
     _edit(saved / "manifest.json", lambda m: m["shards"][0].update(file="../x"))
     with pytest.raises(ValueError, match="plain file name"):
         HeadActivations.load(saved)
@@ -242,11 +254,17 @@ def test_guard_json_is_checked(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match=r"guard\.json: " + message):
             SafetyHeadGuard.load(directory)
     path.write_text(original)
-    _edit(path, lambda m: m.update(heads=["L0H1"]))  # the weight is for two heads
-    with pytest.raises(ValueError, match=r"guard\.json: the weight must be 1 heads x d_head 5 = 5 floats"):
+    _edit(path, lambda m: m.update(heads=["L0H1"]))  # the weights were saved for two heads
+    with pytest.raises(ValueError, match=r"guard\.json: its 'heads' is 'L0H1' but the payload was saved with"):
         SafetyHeadGuard.load(directory)
+    data = SafetyHeadGuard.load(_guard_dir(tmp_path / "b")).to_dict()
+    with pytest.raises(ValueError, match=r"the weight must be 1 heads x d_head 5 = 5 floats"):
+        SafetyHeadGuard.from_dict({**data, "heads": ["L0H1"]})
     path.write_text(original)
     (directory / "guard.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00garbage!")
+    with pytest.raises(ValueError, match=r"guard\.safetensors is not the file this JSON was saved with"):
+        SafetyHeadGuard.load(directory)
+    _edit(path, lambda m: [m.pop("files"), m][1])
     with pytest.raises(ValueError, match=r"guard\.safetensors cannot be read as safetensors"):
         SafetyHeadGuard.load(directory)
 
@@ -408,14 +426,9 @@ def test_directories_without_content_hashes_are_not_resumed(tiny, run_samples, t
     with pytest.raises(ValueError, match="record no content hashes"):
         _collect(tiny, run_samples, tmp_path / "saved")
     _collect(tiny, run_samples, tmp_path / "old")
-
-    def legacy(m: dict[str, Any]) -> None:  # as an earlier sahs_lens wrote it
-        m["format"] = "sahs_lens.head_activations/1"
-        m["shards"] = [{"file": s["file"], "n": s["n"]} for s in m["shards"]]
-        del m["content"]
-
-    _edit(tmp_path / "old" / "manifest.json", legacy)
-    assert torch.equal(HeadActivations.load(tmp_path / "old").z, acts.z)  # a finished one still loads
+    as_legacy(tmp_path / "old")
+    with pytest.warns(LegacyArtifactWarning):  # a finished one still loads, and says it cannot be verified
+        assert torch.equal(HeadActivations.load(tmp_path / "old").z, acts.z)
     with pytest.raises(ValueError, match="record no content hashes.*earlier sahs_lens"):
         _collect(tiny, run_samples, tmp_path / "old")
 
