@@ -30,6 +30,7 @@ from torch import Tensor
 from transformer_lens.ActivationCache import ActivationCache
 
 from model_adapters.backends import Backend, Decoding, FwdHook, LogitsProcessor
+from model_adapters.batch_checks import check_batch
 from model_adapters.concurrency import model_lock
 from model_adapters.images import ImageLike, open_image
 from model_adapters.language_models import refuse_images
@@ -296,7 +297,7 @@ class HookedVLM:
 
     def _as_inputs(self, inputs: VLMInputs | str | Sequence[str]) -> VLMInputs:
         if isinstance(inputs, VLMInputs):
-            return inputs
+            return check_batch(inputs, self.cfg.d_vocab)
         return self.prepare(inputs)
 
     def _forward_kwargs(self, inputs: VLMInputs) -> dict[str, Any]:

@@ -28,6 +28,7 @@ __all__ = [
     "STRATEGIES",
     "check_bridge_map",
     "check_device_map",
+    "check_map_modules",
     "check_placement",
     "parameters_for_reading",
     "parse_device_map",
@@ -78,6 +79,11 @@ def check_device_map(
     if max_memory is not None:
         kwargs["max_memory"] = _check_memory(max_memory)
     if offload_folder is not None:
+        if Path(offload_folder).exists() and not Path(offload_folder).is_dir():
+            raise ValueError(
+                f"offload_folder {str(offload_folder)!r} is a file; give a directory (it is created if missing), "
+                "where the weights mapped to 'disk' are kept"
+            )
         kwargs["offload_folder"] = str(offload_folder)
     return kwargs
 
@@ -132,12 +138,28 @@ def _cuda_index(where: str, target: str) -> int:
 def _check_memory(max_memory: Mapping[int | str, int | str]) -> dict[int | str, int | str]:
     if not isinstance(max_memory, Mapping) or not max_memory:
         raise ValueError(f"max_memory must be a dict like {{0: '20GiB', 'cpu': '60GiB'}}; got {max_memory!r}")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     for key, value in max_memory.items():
         if not (isinstance(key, int) or key in ("cpu", "disk", "mps")) or isinstance(key, bool):
             raise ValueError(f"max_memory key {key!r}: a GPU index, 'cpu', 'mps' or 'disk'")
-        if isinstance(value, bool) or not (isinstance(value, int) and value > 0 or isinstance(value, str)):
-            raise ValueError(f"max_memory[{key!r}] = {value!r}: a byte count or a size like '20GiB'")
+        if isinstance(key, int) and not 0 <= key < count:
+            have = f"CUDA devices 0 to {count - 1}" if count else "no CUDA device"
+            raise ValueError(f"max_memory key {key}: this machine has {have}; budget those (or 'cpu') only")
+        if isinstance(value, bool) or not (isinstance(value, int | str) and _bytes(value) > 0):
+            raise ValueError(
+                f"max_memory[{key!r}] = {value!r}: a byte count or a size like '20GiB', '512MB' or '1.5GB'"
+            )
     return dict(max_memory)
+
+
+def _bytes(size: int | str) -> int:
+    """``size`` in bytes as accelerate reads it (``'20GiB'``, ``'1.5GB'``), or -1 if it cannot."""
+    from accelerate.utils.modeling import convert_file_size_to_int
+
+    try:
+        return int(convert_file_size_to_int(size))
+    except (ValueError, TypeError, AttributeError):
+        return -1
 
 
 def check_bridge_map(mapped: dict[str, Any] | None) -> None:
@@ -153,6 +175,35 @@ def check_bridge_map(mapped: dict[str, Any] | None) -> None:
             f"the bridge backend runs a model spread over GPUs only, or over CPU and disk only "
             f"(TransformerLens' rule); this device_map mixes GPU {', '.join(gpus)} with {', '.join(offload)}. "
             "Use backend='hf', which runs any accelerate device map, or map every module to a GPU"
+        )
+
+
+def check_map_modules(device_map: Mapping[str, Any], skeleton: nn.Module) -> None:
+    """Refuse a dict map that names a module the model does not have, or leaves parameters unplaced.
+
+    ``skeleton`` is the model built on the ``meta`` device from its config (no weights, no memory), so the
+    check runs before anything is loaded. Without it accelerate ignores an unknown key silently, and a
+    partial map loads with some modules wherever accelerate puts them.
+    """
+    modules = dict(skeleton.named_modules())
+    unknown = [key for key in device_map if key not in modules]
+    if unknown:
+        top = ", ".join(repr(name) for name, _ in skeleton.named_children())
+        raise ValueError(
+            f"device_map names {', '.join(repr(k) for k in unknown[:3])}, which "
+            f"{'is not a module' if len(unknown) == 1 else 'are not modules'} of this model; keys are module "
+            f"names as model.named_modules() gives them (its top-level modules: {top}), or '' for the whole model"
+        )
+    keys = list(device_map)
+    unplaced = [
+        name for name, _ in skeleton.named_parameters()
+        if not any(key == "" or name == key or name.startswith(key + ".") for key in keys)
+    ]  # fmt: skip
+    if unplaced:
+        raise ValueError(
+            f"device_map places {len(keys)} module(s) but leaves {len(unplaced)} parameters without a device "
+            f"(e.g. {', '.join(unplaced[:3])}); map their modules too (a parent module covers its children, '' "
+            "covers the rest), or use device_map='auto'"
         )
 
 

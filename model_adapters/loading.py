@@ -36,6 +36,7 @@ from model_adapters.base import HookedVLM, VLMConfig
 from model_adapters.device_maps import (
     check_bridge_map,
     check_device_map,
+    check_map_modules,
     check_placement,
     parameters_for_reading,
 )
@@ -179,9 +180,13 @@ def load_vlm(
     chosen = choose_backend(backend, family, full_hooks=full_hooks)
     if chosen == "bridge":
         check_bridge_map(mapped)
+    if processor is not None:
+        check_processor(processor, config, family)
     processor = _processor(checkpoint_dir, family, processor)
     tpl = _template(family, template, processor, name)
     if hf_model is None:
+        if mapped is not None and isinstance(mapped["device_map"], dict):
+            check_map_modules(mapped["device_map"], _skeleton(config, family))
         hf_model = _load_hf_model(checkpoint_dir, family, dtype, target, mapped)
     hf_model.eval()
     checkpoint = checkpoint_fingerprint(hf_model)
@@ -324,6 +329,46 @@ def _template(family: Family, name: str | None, processor: Any, model_name: str)
     return family.template(name)
 
 
+def check_processor(processor: Any, config: Any, family: Family) -> None:
+    """Refuse a ``processor=`` that cannot be this model's: its image token is another token than the one
+    the model replaces with image features, or its tokenizer has ids the model has no embedding for."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    if family.takes_images:
+        expected = getattr(config, "image_token_id", None)
+        expected = getattr(config, "image_token_index", None) if expected is None else expected
+        token = getattr(processor, "image_token", None)
+        got = getattr(processor, "image_token_id", None)
+        if got is None and isinstance(token, str) and hasattr(tokenizer, "convert_tokens_to_ids"):
+            got = tokenizer.convert_tokens_to_ids(token)
+        if token is None and got is None:
+            raise ValueError(
+                f"processor= is a {type(processor).__name__}, which has no image token: a {family.name} model needs "
+                "its own processor (AutoProcessor.from_pretrained of the checkpoint)"
+            )
+        if isinstance(expected, int) and isinstance(got, int) and got != expected:
+            raise ValueError(
+                f"processor= is a {type(processor).__name__} whose image token {token!r} is id {got}, but this "
+                f"{family.name} model puts image features at id {expected}: the processor belongs to another "
+                "model; pass this checkpoint's (AutoProcessor.from_pretrained of the same path)"
+            )
+    vocab = getattr(config.get_text_config(), "vocab_size", None)
+    size = len(tokenizer) if hasattr(tokenizer, "__len__") else None
+    if isinstance(vocab, int) and isinstance(size, int) and size > vocab:
+        raise ValueError(
+            f"processor= has a tokenizer of {size} tokens, but this model embeds only {vocab}: the tokenizer "
+            "belongs to another model; pass this checkpoint's"
+        )
+
+
+def _skeleton(config: Any, family: Family) -> nn.Module:
+    """The model's modules built from its config on the ``meta`` device: names and shapes, no weights."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    auto: Any = AutoModelForImageTextToText if family.takes_images else AutoModelForCausalLM
+    with torch.device("meta"):
+        return auto.from_config(config)  # type: ignore[no-any-return]
+
+
 def _load_hf_model(
     checkpoint: str, family: Family, dtype: torch.dtype, target: torch.device, mapped: dict[str, Any] | None
 ) -> nn.Module:
@@ -385,6 +430,13 @@ def _resolve_source(source: str | Path) -> tuple[str, Path | None]:
 
 def _not_found(name: str, local: Path | None, exc: Exception) -> str:
     if local is not None:
+        if local.is_dir() and not (local / "config.json").is_file():
+            held = sorted(p.name for p in local.iterdir())[:5]
+            return (
+                f"the directory {name!r} holds no config.json ({'it is empty' if not held else 'it holds ' + ', '.join(held)}): "
+                "it is not a Hugging Face checkpoint. Pass a directory written by save_pretrained (config.json and "
+                "the weights), a hub id, or a .gguf file"
+            )
         return f"cannot load a model config from the directory {name!r}: {exc}"
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     why = (

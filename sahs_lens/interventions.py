@@ -97,17 +97,9 @@ def ablate_heads(
         ...     texts = model.generate(batch, max_new_tokens=64)
     """
     head_set = _as_headset(heads, model)
-    if mode not in ABLATION_MODES:
-        raise ValueError(f"unknown ablation mode {mode!r}; choose one of {', '.join(ABLATION_MODES)}")
+    _check_mode(mode, reference, model)
     if positions not in ("all", "last"):
         raise ValueError(f"positions must be 'all' or 'last'; got {positions!r}")
-    if mode != "zero":
-        if reference is None:
-            raise ValueError(
-                f"mode={mode!r} takes its values from reference prompts; pass reference=HeadActivations "
-                "(e.g. collect_head_activations(model, benign_samples)), or use mode='zero'"
-            )
-        _check_reference(reference, model)
     generator = torch.Generator().manual_seed(seed)
     # one draw of reference rows per batch size, shared by every layer's hook: a row's resampled heads all
     # come from the same reference prompt, in every layer and at every decoding step
@@ -182,12 +174,31 @@ def patch_heads(
         z_source = source
     else:
         raise TypeError("source must be HeadActivations or a tensor [n, n_layers, n_heads, d_head]")
+    want = (model.cfg.n_layers, model.cfg.n_heads, model.cfg.d_head)
+    if tuple(z_source.shape[1:]) != want or z_source.shape[0] == 0:
+        raise ValueError(
+            f"the patch source has shape {tuple(z_source.shape)}, but this model's heads need "
+            f"[n >= 1, n_layers={want[0]}, n_heads={want[1]}, d_head={want[2]}]: collect it from this model "
+            "(collect_head_activations)"
+        )
     hooks = []
     for layer, layer_heads in head_set.by_layer().items():
         index = torch.tensor(layer_heads)
         hooks.append((hook_z_name(layer), _patch_hook(index, z_source[:, layer, index])))
     with model.hooks(hooks):
         yield model
+
+
+def _check_mode(mode: str, reference: HeadActivations | None, model: HookedVLM) -> None:
+    if mode not in ABLATION_MODES:
+        raise ValueError(f"unknown ablation mode {mode!r}; choose one of {', '.join(ABLATION_MODES)}")
+    if mode != "zero":
+        if reference is None:
+            raise ValueError(
+                f"mode={mode!r} takes its values from reference prompts; pass reference=HeadActivations "
+                "(e.g. collect_head_activations(model, benign_samples)), or use mode='zero'"
+            )
+        _check_reference(reference, model)
 
 
 def _patch_hook(index: Tensor, value: Float[Tensor, "n k d_head"]) -> Callable[..., Tensor]:
@@ -418,6 +429,7 @@ def ablation_curve(
         >>> curve.safety_refusal, curve.random_mean()
     """
     head_set = _as_headset(heads, model)
+    _check_mode(mode, reference, model)  # before the baseline pass, not after it
     ks = [int(k) for k in ks]
     if not ks or min(ks) < 1 or max(ks) > len(head_set):
         raise ValueError(f"ks must lie between 1 and the number of ranked heads ({len(head_set)}); got {ks}")

@@ -125,8 +125,8 @@ class RunContents:
 
 
 def is_demo_run(directory: str | Path) -> bool:
-    """Whether ``directory`` is a ``sahs-lens demo`` run (its ``figures/index.json`` exists)."""
-    return (Path(directory) / _DEMO_INDEX).is_file()
+    """Whether ``directory`` is a ``sahs-lens demo`` run (its ``run.json`` or ``figures/index.json`` exists)."""
+    return (Path(directory) / _DEMO_INDEX).is_file() or (Path(directory) / "run.json").is_file()
 
 
 def find_artifacts(run_dir: str | Path) -> RunContents:

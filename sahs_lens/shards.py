@@ -311,8 +311,14 @@ def read_progress(directory: Path) -> dict[str, dict[str, Any]]:
     for path in sorted(directory.iterdir()):
         if not PROGRESS_PATTERN.match(path.name) or path.stat().st_size == 0:
             continue
-        record = read_json(path, what="a per-rank progress record (written by a distributed collection)")
-        check(record, _PROGRESS, file=path)
+        try:
+            record = read_json(path, what="a per-rank progress record (written by a distributed collection)")
+            check(record, _PROGRESS, file=path)
+        except ValueError as error:
+            raise ValueError(
+                f"{error}. It only records which shards one rank had finished: delete {path} and run the same "
+                "command again (that rank's unrecorded shards are collected again; nothing else is lost)"
+            ) from None
         records[path.name] = record
     return records
 

@@ -115,6 +115,31 @@ class PrefillGate:
         return [(name, gated(fn)) for name, fn in hooks]
 
 
+def shape_checked(hooks: Sequence[FwdHook]) -> list[FwdHook]:
+    """``hooks``, each refusing to return anything but ``None`` or a tensor of the shape it was given.
+
+    A hook that returns the wrong shape would otherwise fail later, deep inside the model (a reshape or a
+    matmul), without naming the hook; this names the hook point and the two shapes."""
+
+    def checked(name: str | Callable[[str], bool], fn: HookFn) -> HookFn:
+        def hook(tensor: Tensor, hook: Any) -> Any:
+            out = fn(tensor, hook=hook)
+            if out is not None and (not isinstance(out, Tensor) or out.shape != tensor.shape):
+                what = (
+                    f"a tensor of shape {tuple(out.shape)}" if isinstance(out, Tensor) else type(out).__name__
+                )
+                raise ValueError(
+                    f"a hook on {name if isinstance(name, str) else hook.name} returned {what}; a hook must return "
+                    "a tensor of the "
+                    f"shape it was given {tuple(tensor.shape)} (or None to leave it unchanged)"
+                )
+            return out
+
+        return hook
+
+    return [(name, checked(name, fn)) for name, fn in hooks]
+
+
 def sampling_generator(decoding: Decoding, device: torch.device) -> torch.Generator | None:
     if not decoding.do_sample:
         return None

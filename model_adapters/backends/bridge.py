@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from model_adapters.backends import Decoding, FwdHook, sampling_generator
+from model_adapters.backends import Decoding, FwdHook, sampling_generator, shape_checked
 from model_adapters.sampling import pick_tokens
 
 
@@ -38,7 +38,7 @@ class BridgeBackend:
         return self.bridge.hook_dict  # type: ignore[no-any-return]
 
     def hooks(self, fwd_hooks: Sequence[FwdHook]) -> AbstractContextManager[Any]:
-        return self.bridge.hooks(fwd_hooks=list(fwd_hooks))  # type: ignore[no-any-return]
+        return self.bridge.hooks(fwd_hooks=shape_checked(fwd_hooks))  # type: ignore[no-any-return]
 
     def forward(self, input_ids: Tensor, **kwargs: Any) -> Tensor:
         return self.bridge(input_ids, **kwargs)  # type: ignore[no-any-return]

@@ -32,7 +32,7 @@ from transformer_lens import HookedRootModule
 from transformer_lens.ActivationCache import ActivationCache
 from transformer_lens.hook_points import HookPoint
 
-from model_adapters.backends import Decoding, FwdHook, PrefillGate
+from model_adapters.backends import Decoding, FwdHook, PrefillGate, shape_checked
 from model_adapters.structure import LanguageModel
 
 _BRIDGE_ONLY = {
@@ -208,7 +208,7 @@ class HFBackend:
         return self.points.hook_dict
 
     def hooks(self, fwd_hooks: Sequence[FwdHook]) -> contextlib.AbstractContextManager[Any]:
-        return self.points.hooks(fwd_hooks)
+        return self.points.hooks(shape_checked(fwd_hooks))
 
     def forward(self, input_ids: Tensor, **kwargs: Any) -> Tensor:
         return self.points(input_ids, **kwargs)  # type: ignore[no-any-return]

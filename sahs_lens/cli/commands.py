@@ -32,18 +32,6 @@ __all__ = [
 ]
 
 
-DEMO_FILES = frozenset(
-    {
-        "activations",
-        "sweep",
-        "heads.json",
-        "guard",
-        "figures",
-        "report.html",
-        "report_meta.json",
-        "metrics.json",
-    }
-)
 """What ``sahs-lens demo`` writes into its ``--out`` (activations first): a directory holding only these,
 activations among them, is an earlier demo run and is replaced."""
 
@@ -68,6 +56,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from model_adapters.loading import is_language_model
     from sahs_lens.cli.loading import is_organism
     from sahs_lens.organism.demo import run_demo
+    from sahs_lens.organism.demo.run_dir import holds_earlier_run
 
     model_name = getattr(args, "model", "organism")
     organism = is_organism(model_name)
@@ -78,13 +67,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             "and compare with your own --data"
         )
     out = check_outputs(args.out, [])
-    present = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    if present and (not set(present) <= DEMO_FILES or "activations" not in present):
-        raise FileExistsError(
-            f"--out {out} holds {', '.join(present[:5])} and is not an earlier demo run; the demo writes a "
-            "run directory of its own: choose a new or empty --out"
-        )
-    if present:
+    if holds_earlier_run(out):
         _note(f"replacing the earlier demo run in {out}")
     model = None if organism else load_vlm(model_name)
     run_demo(out, quick=args.quick, repeats=args.repeats, seed=args.seed, model=model)
@@ -215,6 +198,13 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--ks {max(args.ks)} asks for more heads than --heads {args.heads} holds ({len(heads)})"
         )
+    if args.mode != "zero" and not args.reference:
+        raise ValueError(
+            f"--mode {args.mode} takes the heads' values from reference prompts: give --reference DIR, the "
+            "activations of benign prompts (sahs-lens extract --data ... --out DIR), or use --mode zero"
+        )
+    if args.reference and args.mode == "zero":
+        raise ValueError("--reference is used by --mode mean and resample only; drop it, or choose one of them")
     organism = is_organism(args.model)
     samples = load_samples(args.data, organism=organism)
     utility = load_samples(args.utility_data, organism=organism) if args.utility_data else None
@@ -225,6 +215,10 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
         extra = {"success_fn": complied, "utility_fn": benign_utility if utility else None}
     model = load_model(args)
+    if args.reference:
+        from sahs_lens.head_activations import HeadActivations
+
+        extra["reference"] = HeadActivations.load(args.reference, model=model)
     curve = ablation_curve(
         model,
         samples,

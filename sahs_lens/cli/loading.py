@@ -136,8 +136,18 @@ def load_samples(specs: Sequence[str], *, organism: bool) -> list[Any]:
     from sahs_lens.data.spec import load_data
 
     samples: list[Any] = []
+    first_spec: dict[str, str] = {}
     for spec in specs:
-        samples.extend(organism_data(spec) if organism else load_data(spec))
+        loaded = organism_data(spec) if organism else load_data(spec)
+        for sample in loaded:
+            earlier = first_spec.setdefault(sample.id, spec)
+            if earlier != spec:
+                raise ValueError(
+                    f"--data {earlier} and --data {spec} both give a sample with id {sample.id!r}: ids are made "
+                    "of the file's name (or the set's) and the row, so two files of the same name collide. "
+                    "Rename one of the files, or give each set once"
+                )
+        samples.extend(loaded)
     return samples
 
 

@@ -207,7 +207,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=[0, 1, 2],
         help="random-head draws (default: 0 1 2)",
     )
-    p.add_argument("--mode", default="zero", choices=("zero", "mean", "resample"))
+    p.add_argument(
+        "--mode",
+        default="zero",
+        choices=("zero", "mean", "resample"),
+        help="zero the heads (default), or give them their mean / a resampled output over --reference",
+    )
+    p.add_argument(
+        "--reference",
+        help="activations of reference (benign) prompts, from sahs-lens extract --out DIR: the values of "
+        "--mode mean and resample",
+    )
     p.add_argument("--max-new-tokens", type=positive_int, default=32, help="answer length (default: 32)")
     p.add_argument("--out", required=True, help="directory for ablation.json (must not hold one)")
 

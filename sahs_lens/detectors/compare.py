@@ -197,6 +197,10 @@ def compare(
     """
     started = time.perf_counter()
     names = check_detector_names(detectors)
+    _check_settings(
+        target_fpr=target_fpr, calibration_fraction=calibration_fraction, k=k, bootstrap=bootstrap,
+        batch_size=batch_size, max_new_tokens=max_new_tokens, repeats=repeats, draws=draws,
+    )  # fmt: skip
     trains, test_sets = _as_sets(train, "training"), _as_sets(tests, "test")
     measured: dict[str, list[str]] = (
         {t: list(test_sets) for t in trains} if pairs is None else {t: list(v) for t, v in pairs.items()}
@@ -356,6 +360,19 @@ def _given_signals(signals: Signals, unique: list[Any], needs: set[str]) -> Sign
             "them with another prompt or image; collect signals for every sample, or pass signals=None"
         )
     return signals.select([row_of[key] for key in keys])
+
+
+def _check_settings(**settings: Any) -> None:
+    """Each of compare's numeric settings in its range, named as the caller wrote it, before any work."""
+    for name in ("target_fpr", "calibration_fraction"):
+        value = settings[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+            raise ValueError(f"{name} must be a number strictly between 0 and 1; got {value!r}")
+    for name, low in (("k", 1), ("bootstrap", 0), ("batch_size", 1), ("max_new_tokens", 1), ("repeats", 1),
+                      ("draws", 1)):  # fmt: skip
+        value = settings[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}; got {value!r}")
 
 
 def _thresholds(detector: Any, calib: Signals, target_fpr: float) -> list[float]:

@@ -35,7 +35,7 @@ from model_adapters.structure import find_language_model
 from sahs_lens._version import __version__
 from sahs_lens.atomic_files import write_atomic, write_json_atomic
 from sahs_lens.guard.artifact import check_guard, check_weights, payload_binding, read_guard
-from sahs_lens.guard.hf import HFGuardSession
+from sahs_lens.guard.hf import HFGuardSession, check_hf_model
 from sahs_lens.guard.policies import (
     INDICATING_PROMPT,
     REFUSAL_PREFIX,
@@ -363,6 +363,7 @@ class SafetyHeadGuard:
             ...     out = hf_model.generate(**enc, logits_processor=[session.logits_processor])
             >>> session.flagged, session.scores
         """
+        check_hf_model(hf_model)
         identity = hf_identity(hf_model)
         fields = tuple(k for k in IDENTITY_FIELDS if k in identity)
         mismatches = identity_mismatches(self.provenance, identity, fields)

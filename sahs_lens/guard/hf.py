@@ -19,6 +19,23 @@ from sahs_lens.guard.policies import REFUSAL_PREFIX, check_policy, policy_logits
 from sahs_lens.guard.reading import GuardReading, HeadScorer
 
 
+def check_hf_model(hf_model: Any) -> None:
+    """Refuse what ``attach_hf`` cannot hook: a ``HookedVLM`` (guard it with ``generate``) or a module that is
+    not a Hugging Face model (no ``config``)."""
+    from model_adapters import HookedVLM
+
+    if isinstance(hf_model, HookedVLM):
+        raise TypeError(
+            "attach_hf guards a plain Hugging Face model; this is a HookedVLM: use guard.generate(model, ...) "
+            "or guard.score_inputs(model, ...), or pass its Hugging Face model (model.hf_model)"
+        )
+    if not isinstance(hf_model, nn.Module) or not hasattr(hf_model, "config"):
+        raise TypeError(
+            f"attach_hf needs a Hugging Face model (a PreTrainedModel, with .config and .generate); got "
+            f"{type(hf_model).__name__}"
+        )
+
+
 class HFGuardSession:
     """State of a guard attached to a Hugging Face model: ``flagged`` and ``scores`` of the last prefill."""
 

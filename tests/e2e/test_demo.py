@@ -219,3 +219,57 @@ def test_a_run_report_of_the_demo_artifacts_opens_cleanly(run: Path, tmp_path: P
     result = check_report(page)
     assert result["errors"] == [] and result["empty"] == []
     assert result["uncaptioned"] == [] and result["unlabelled"] == []
+
+
+def test_the_run_records_that_it_is_complete_and_every_file(run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from sahs_lens.organism.demo.run_dir import check_run
+
+    record = check_run(run)
+    assert record is not None and record["complete"] is True and record["settings"]["seed"] == 0
+    assert {"metrics.json", "heads.json", "activations/manifest.json", "guard/guard.json"} <= set(record["files"])
+    changed = tmp_path / "changed"
+    shutil.copytree(run, changed)
+    (changed / "heads.json").write_text('{"heads": ["L0H0"]}\n')
+    with pytest.raises(ValueError, match=r"heads\.json is not the file .* changed after it finished"):
+        report_from_run(changed)
+
+
+class _Interrupted(BaseException):
+    pass
+
+
+@pytest.mark.parametrize("stage", ["collect_activations", "sweep_and_rank", "fit_guard", "write_demo_report"])
+def test_a_rerun_interrupted_over_an_earlier_run_is_marked_incomplete(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    """The issue's reproducer in-process: ``demo --seed 1`` over a finished seed-0 run, stopped in a stage.
+    Nothing of the earlier run is left to pass for this one, and the directory says it is incomplete;
+    ``sahs-lens demo`` accepts it as an earlier run and replaces it."""
+    import shutil
+
+    import sahs_lens.organism.demo.run as demo_run
+    from sahs_lens.organism.demo import run_demo
+    from sahs_lens.organism.demo.run_dir import holds_earlier_run
+    from sahs_lens.run_artifacts import is_demo_run
+
+    out = tmp_path / "run"
+    shutil.copytree(run, out, ignore=shutil.ignore_patterns("stdout.txt"))
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise _Interrupted
+
+    monkeypatch.setattr(demo_run, stage, interrupted)
+    with pytest.raises(_Interrupted):
+        run_demo(out, quick=True, seed=1, progress=False)
+    record = json.loads((out / "run.json").read_text())
+    assert record["complete"] is False and record["settings"]["seed"] == 1
+    assert not (out / "metrics.json").exists() and not (out / "report.html").exists()  # seed 0's are gone
+    assert is_demo_run(out)
+    with pytest.raises(ValueError, match="incomplete demo run .* was interrupted"):
+        report_from_run(out)
+    assert holds_earlier_run(out)  # what sahs-lens demo asks before it replaces a directory
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="is not an earlier demo run"):
+        holds_earlier_run(out)

@@ -29,6 +29,7 @@ from sahs_lens._version import __version__
 from sahs_lens.interventions import AblationCurve, PatchingResult
 from sahs_lens.organism.demo.comparison import comparison_table
 from sahs_lens.organism.demo.config import DemoConfig
+from sahs_lens.organism.demo.run_dir import check_run
 from sahs_lens.organism.demo.stages import DemoActivations, GuardedRun, GuardFit, Ranking
 from sahs_lens.organism.render import drawn_request, render_text_of
 from sahs_lens.plotting.style import set_names
@@ -287,14 +288,16 @@ _ENTRY_RULES = {"title": Rule(str), "file": Rule(str)}
 def report_from_run(run_dir: str | Path) -> Path:
     """Rebuild ``report.html`` of a demo run from its saved figures and metrics.
 
-    The run's JSON files are checked before use (``sahs_lens.schema``) and every figure file named in
-    ``figures/index.json`` must lie inside ``figures/``.
+    The run must be complete and unchanged (``run.json``: ``run_dir.check_run``), its JSON files are
+    checked before use (``sahs_lens.schema``) and every figure file named in ``figures/index.json`` must
+    lie inside ``figures/``.
 
     Example:
         >>> report_from_run("sahs_out")  # doctest: +SKIP
         PosixPath('sahs_out/report.html')
     """
     run = Path(run_dir)
+    check_run(run)  # an interrupted or changed run is refused before anything of it is read
     index_path = run / FIGURE_DIR / "index.json"
     if not index_path.exists() or not (run / "metrics.json").exists():
         raise FileNotFoundError(

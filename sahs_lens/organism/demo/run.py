@@ -27,6 +27,7 @@ from sahs_lens.organism.demo.report import (
     demo_provenance,
     write_demo_report,
 )
+from sahs_lens.organism.demo.run_dir import finish_run, start_run
 from sahs_lens.organism.demo.stages import (
     DemoPrompts,
     ablate,
@@ -75,7 +76,9 @@ def run_demo(
     answers judged by refusal keywords.
 
     Args:
-        out_dir: the run directory (created): activations, sweep, heads, guard, figures, report, metrics.
+        out_dir: the run directory (created): activations, sweep, heads, guard, figures, report, metrics,
+            and ``run.json``, which says whether the run is complete (``run_dir``); an earlier run there
+            is replaced whole.
         quick: the test suite's sizes (``config.QUICK``) instead of the README's (``config.FULL``).
         repeats: probe repeats per shot count (default: the configuration's).
         seed: the seed of the pool's pictures, the probe sweep, the bootstrap and the t-SNE.
@@ -98,7 +101,8 @@ def run_demo(
         else dataclasses.replace(subject.config(quick), repeats=repeats)
     )
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    settings = {"quick": quick, "repeats": cfg.repeats, "seed": seed, "model": model.cfg.model_name if model is not None else "organism"}
+    start_run(out, settings)  # marks out incomplete before anything of an earlier run is replaced
     torch.manual_seed(seed)
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -205,6 +209,7 @@ def run_demo(
     path = write_demo_report(
         out, provenance=provenance, headline=headline, figures=figures, examples=run.examples, metrics=metrics
     )
+    finish_run(out, settings)  # last: records every file and that the run is complete
     print_headline(headline, say)
     say(f"\nreport:  {path}\nmetrics: {out / 'metrics.json'}\n({time.perf_counter() - started:.0f} s in all)")
     return metrics
