@@ -213,7 +213,9 @@ def check_placement(hf_model: nn.Module) -> None:
     if param.device.type == "meta":
         raise ValueError(
             f"the device map offloads the model's first module ({name}) to disk, but its inputs are placed "
-            "on the first module's device; map it (and the vision tower) to a GPU or 'cpu'"
+            "on the first module's device: map that module (for a vision-language model, the vision tower too) to "
+            "a GPU or 'cpu' in a dict map, or, with device_map='auto', give max_memory room for it on a GPU or "
+            "the CPU"
         )
 
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from model_adapters import HookedVLM
-from model_adapters.testing import load_tiny, tiny_families
+from model_adapters.testing import load_tiny, tiny_families, tiny_language_models
 from sahs_lens import HeadSet, SafetyHeadGuard, collect_head_activations
 from sahs_lens.data import Sample
 
@@ -54,6 +54,19 @@ def guarded(request: pytest.FixtureRequest) -> Guarded:
     return warmed_up(model, fitted_guards(model))
 
 
+@pytest.fixture(scope="session", params=[*tiny_language_models(), "smollm2"])
+def language_model(request: pytest.FixtureRequest) -> Guarded:
+    """A tiny language model of each text family, and SmolLM2-135M-Instruct on real weights (the
+    ``smollm2`` fixture: skipped where it is not installed, a failure in CI), each with two guards."""
+    model = request.getfixturevalue("smollm2") if request.param == "smollm2" else load_tiny(request.param)
+    return warmed_up(model, fitted_guards(model))
+
+
+def is_real(guarded: Guarded) -> bool:
+    """Real weights (a GGUF checkpoint, recorded by its SHA-256): fewer examples there, on 2 CPU cores."""
+    return guarded.model.cfg.weights_sha256 is not None
+
+
 @pytest.fixture(scope="session")
 def llava() -> Guarded:
     model = load_tiny("llava")
@@ -62,7 +75,7 @@ def llava() -> Guarded:
 
 def warmed_up(model: HookedVLM, guards: tuple[SafetyHeadGuard, SafetyHeadGuard]) -> Guarded:
     """The bridge attaches a few hooks of its own on first use (text and image paths); count after that."""
-    image = Image.new("RGB", (32, 32), "white")
+    image = Image.new("RGB", (32, 32), "white") if model.family.takes_images else None
     guards[0].generate(model, model.prepare(["warm up"], images=[image]), max_new_tokens=2)
     return Guarded(model, guards, count_hooks(model))
 

@@ -255,7 +255,9 @@ def test_guard_json_is_checked(tmp_path: Path) -> None:
             SafetyHeadGuard.load(directory)
     path.write_text(original)
     _edit(path, lambda m: m.update(heads=["L0H1"]))  # the weights were saved for two heads
-    with pytest.raises(ValueError, match=r"guard\.json: its 'heads' is 'L0H1' but the payload was saved with"):
+    with pytest.raises(
+        ValueError, match=r"guard\.json: its 'heads' is 'L0H1' but the payload was saved with"
+    ):
         SafetyHeadGuard.load(directory)
     data = SafetyHeadGuard.load(_guard_dir(tmp_path / "b")).to_dict()
     with pytest.raises(ValueError, match=r"the weight must be 1 heads x d_head 5 = 5 floats"):

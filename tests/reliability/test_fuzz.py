@@ -20,7 +20,7 @@ from PIL import Image
 
 from model_adapters.text_safety import control_strings
 
-from .conftest import Guarded, count_hooks
+from .conftest import Guarded, count_hooks, is_real
 
 MODES = ("1", "L", "P", "RGB", "RGBA", "CMYK", "I", "F", "I;16", "LA", "PA", "YCbCr", "HSV", "LAB", "La")
 SIZES = (0, 1, 2, 7, 33)
@@ -56,9 +56,7 @@ def _clear(error: Exception) -> bool:
     return len(text) > 20 and "Traceback" not in text
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
-@given(data=st.data())
-def test_fuzzed_inputs_answer_or_refuse_clearly(guarded: Guarded, data: st.DataObject) -> None:
+def _answers_or_refuses_clearly(guarded: Guarded, data: st.DataObject) -> None:
     model, guards = guarded.model, guarded.guards
     n = data.draw(st.integers(1, 2))
     texts = [data.draw(prompts) for _ in range(n)]
@@ -83,8 +81,33 @@ def test_fuzzed_inputs_answer_or_refuse_clearly(guarded: Guarded, data: st.DataO
     assert count_hooks(model) == guarded.hooks
 
 
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(data=st.data())
+def test_fuzzed_inputs_answer_or_refuse_clearly(guarded: Guarded, data: st.DataObject) -> None:
+    _answers_or_refuses_clearly(guarded, data)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(data=st.data())
+def test_fuzzed_inputs_on_language_models_answer_or_refuse_clearly(
+    language_model: Guarded, data: st.DataObject
+) -> None:
+    """The same on the text families and on SmolLM2's real weights (about half of the 12 examples there:
+    2 CPU cores): an image is refused clearly (a language model reads no images), every text either scores
+    finitely or is refused with a clear error."""
+    if is_real(language_model) and data.draw(st.booleans(), label="skip this example on real weights"):
+        return
+    _answers_or_refuses_clearly(language_model, data)
+
+
 def test_the_fuzzer_tries_the_family_control_tokens(guarded: Guarded) -> None:
     # the hand-picked pieces above cover the common families; the family's own are tried here, all at once
     model, (guard, _) = guarded.model, guarded.guards
     batch = model.prepare(["".join(control_strings(model.processor)[:24])])  # paligemma has 1,000+ (<loc...>)
+    assert bool(torch.isfinite(guard.score_inputs(model, batch)).all())
+
+
+def test_the_language_models_control_tokens_stay_text(language_model: Guarded) -> None:
+    model, (guard, _) = language_model.model, language_model.guards
+    batch = model.prepare(["".join(control_strings(model.processor)[:24])])
     assert bool(torch.isfinite(guard.score_inputs(model, batch)).all())

@@ -12,18 +12,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from .conftest import PROMPTS, Guarded, count_hooks
+from .conftest import PROMPTS, Guarded, count_hooks, is_real
 
 THREADS, CALLS = 4, 25
 
 
-def _work(llava: Guarded):  # type: ignore[no-untyped-def]
+def _work(llava: Guarded, calls: int = CALLS):  # type: ignore[no-untyped-def]
     """The list of (kind, guard index, batch) calls: scoring and guarded generation, mixed."""
     model = llava.model
     batches = [model.prepare(PROMPTS[i : i + 3]) for i in range(0, 6)]
     return [
         ("score" if c % 2 == 0 else "generate", g, batches[(c + g) % len(batches)])
-        for c in range(CALLS)
+        for c in range(calls)
         for g in (0, 1)
     ]
 
@@ -38,7 +38,15 @@ def _run(llava: Guarded, call):  # type: ignore[no-untyped-def]
 
 
 def test_threads_share_a_model_and_get_sequential_results(llava: Guarded) -> None:
-    work = _work(llava)
+    _same_under_threads(llava, _work(llava))
+
+
+def test_threads_on_language_models_get_sequential_results(language_model: Guarded) -> None:
+    """The same on the text families and on SmolLM2's real weights (fewer calls there: 2 CPU cores)."""
+    _same_under_threads(language_model, _work(language_model, calls=4 if is_real(language_model) else CALLS))
+
+
+def _same_under_threads(llava: Guarded, work: list) -> None:  # type: ignore[type-arg]
     expected = [_run(llava, call) for call in work]
     assert any(any(e[1]) for e in expected if isinstance(e, tuple))  # some rows are flagged
     start = threading.Barrier(THREADS)
