@@ -27,6 +27,7 @@ from sahs_lens.activations import collect_head_activations
 from sahs_lens.atomic_files import LegacyArtifactWarning
 from sahs_lens.data import Sample
 from sahs_lens.organism.demo import report_from_run
+from sahs_lens.organism.demo.run_dir import finish_run
 from sahs_lens.schema import Rule, check, confined, read_json
 from sahs_lens.shards import write_shard
 
@@ -292,6 +293,7 @@ def _demo_run(tmp: Path, file: str) -> Path:
     (run / "figures" / "00.json").write_text(json.dumps({"data": [{"type": "scatter", "y": [1, 2]}]}))
     (tmp / "x.json").write_text(json.dumps({"data": []}))
     (run / "figures" / "index.json").write_text(json.dumps([{"title": "t", "file": file}]))
+    finish_run(run, {})  # a finished run's record, so that only the figure files are in question
     return run
 
 
@@ -303,10 +305,12 @@ def test_report_follows_only_figure_files_inside_the_run(tmp_path: Path) -> None
             report_from_run(run)
     run = _demo_run(tmp_path / "list", "00.json")
     (run / "metrics.json").write_text("[" * 100_000)
+    finish_run(run, {})  # recorded as finished: the schema, not the record, must refuse it
     with pytest.raises(ValueError, match=r"metrics\.json is nested too deeply"):
         report_from_run(run)
     run = _demo_run(tmp_path / "types", "00.json")
     (run / "figures" / "index.json").write_text(json.dumps([{"title": 3, "file": "00.json"}]))
+    finish_run(run, {})
     with pytest.raises(ValueError, match=r"index\.json: '\[0\]\.title' must be a str"):
         report_from_run(run)
 

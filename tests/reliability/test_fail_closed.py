@@ -150,7 +150,12 @@ def test_a_logit_that_overflows_is_flagged(llava: Guarded) -> None:
 
 
 def test_weights_beyond_the_bound_are_refused_at_construction_and_at_load(llava: Guarded, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from safetensors import safe_open
     from safetensors.torch import load_file, save_file
+
+    from sahs_lens.schema import sha256_file
 
     _, (guard, _) = llava.model, llava.guards
     with pytest.raises(ValueError, match=r"beyond the bound 1e\+06"):
@@ -160,7 +165,14 @@ def test_weights_beyond_the_bound_are_refused_at_construction_and_at_load(llava:
     name = next(k for k in tensors if tensors[k].numel() == guard.weight.numel())
     tensors[name] = tensors[name].clone()
     tensors[name][0] = 3e38
-    save_file(tensors, tmp_path / "g" / "guard.safetensors")
+    with safe_open(str(tmp_path / "g" / "guard.safetensors"), framework="pt") as handle:
+        metadata = handle.metadata()
+    save_file(tensors, tmp_path / "g" / "guard.safetensors", metadata=metadata)
+    digest = sha256_file(
+        tmp_path / "g" / "guard.safetensors"
+    )  # a consistent pair of files: only the bound refuses
+    meta = json.loads((tmp_path / "g" / "guard.json").read_text())
+    (tmp_path / "g" / "guard.json").write_text(json.dumps({**meta, "files": {"guard.safetensors": digest}}))
     with pytest.raises(ValueError, match="beyond the bound"):
         SafetyHeadGuard.load(tmp_path / "g")
 
