@@ -9,15 +9,22 @@ the ids.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from model_adapters.base import VLMInputs
+from torch import Tensor
 
 __all__ = ["check_batch"]
 
 
-def check_batch(inputs: VLMInputs, d_vocab: int) -> VLMInputs:
+class _Batch(Protocol):
+    input_ids: Tensor
+    attention_mask: Tensor
+
+
+B = TypeVar("B", bound=_Batch)
+
+
+def check_batch(inputs: B, d_vocab: int) -> B:
     """``inputs`` unchanged if this model (vocabulary ``d_vocab``) can read it; ``ValueError`` otherwise."""
     ids, mask = inputs.input_ids, inputs.attention_mask
     if ids.ndim != 2 or ids.dtype.is_floating_point or ids.dtype.is_complex:

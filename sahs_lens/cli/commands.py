@@ -32,10 +32,6 @@ __all__ = [
 ]
 
 
-"""What ``sahs-lens demo`` writes into its ``--out`` (activations first): a directory holding only these,
-activations among them, is an earlier demo run and is replaced."""
-
-
 def _note(text: str) -> None:
     print(f"sahs-lens: {text}", file=sys.stderr)
 
@@ -204,7 +200,9 @@ def cmd_ablate(args: argparse.Namespace) -> int:
             "activations of benign prompts (sahs-lens extract --data ... --out DIR), or use --mode zero"
         )
     if args.reference and args.mode == "zero":
-        raise ValueError("--reference is used by --mode mean and resample only; drop it, or choose one of them")
+        raise ValueError(
+            "--reference is used by --mode mean and resample only; drop it, or choose one of them"
+        )
     organism = is_organism(args.model)
     samples = load_samples(args.data, organism=organism)
     utility = load_samples(args.utility_data, organism=organism) if args.utility_data else None

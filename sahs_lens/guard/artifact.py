@@ -71,8 +71,10 @@ def read_guard(
         raise ValueError(
             f"{tensor_path} cannot be read as safetensors ({error}); save the guard again"
         ) from None
-    if isinstance(meta, dict) and isinstance(meta.get("heads"), list) and all(
-        isinstance(h, str) for h in meta["heads"]
+    if (
+        isinstance(meta, dict)
+        and isinstance(meta.get("heads"), list)
+        and all(isinstance(h, str) for h in meta["heads"])
     ):
         bound_metadata(meta, payload_meta, payload_binding(fmt, meta["heads"]), where=str(path))
     weight, bias = tensors.get("weight"), tensors.get("bias")

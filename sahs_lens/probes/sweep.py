@@ -390,13 +390,15 @@ def _check_tensors(tensors: Mapping[str, Tensor], meta: Mapping[str, Any], where
             )
         if named is not None and (metric in tensors) != (metric in named):
             raise ValueError(f"{where}: 'metrics' lists {named} but the tensors hold {sorted(tensors)}")
-    for metric in METRICS:
+    for metric in METRICS:  # an AUROC or F1 is undefined (NaN) on a one-class test set; an accuracy never is
         values = tensors.get(metric)
-        if values is not None and values.numel() and not bool(((values >= 0) & (values <= 1)).all()):
-            bad = values[~((values >= 0) & (values <= 1))][0]
+        ok = (values >= 0) & (values <= 1) if values is not None else None
+        if ok is not None and metric != "accuracy":
+            ok |= values.isnan()  # type: ignore[union-attr]
+        if ok is not None and values is not None and values.numel() and not bool(ok.all()):
             raise ValueError(
-                f"{where}: tensor {metric!r} holds {float(bad)!r}, but a probe's {metric} is a number in "
-                "[0, 1]; the sweep is damaged or was not written by sahs_lens: run the sweep again"
+                f"{where}: tensor {metric!r} holds {float(values[~ok][0])!r}, but a probe's {metric} is a number "
+                "in [0, 1]; the sweep is damaged or was not written by sahs_lens: run the sweep again"
             )
     n_samples = len(meta["sample_ids"])
     for i, n in enumerate(shots):

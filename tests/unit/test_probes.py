@@ -432,9 +432,9 @@ def small_sweep() -> ProbeSweep:
     acts = planted_acts(n=60)
     sweep = probe_sweep(acts, shots=[2, "10%"], repeats=3, test_idx=range(40, 60), metric="accuracy",
                         progress=False)  # fmt: skip
-    nan = sweep.accuracy.clone()
-    nan[0, 0, 0, 0] = float("nan")
-    return dataclasses.replace(sweep, accuracy=nan)
+    edges = sweep.accuracy.clone()
+    edges[0, 0, 0, 0], edges[0, 0, 0, 1] = 0.0, 1.0  # the ends of the range survive the trip
+    return dataclasses.replace(sweep, accuracy=edges)
 
 
 def test_to_dict_from_dict_round_trip(planted_sweep: ProbeSweep, small_sweep: ProbeSweep) -> None:

@@ -101,7 +101,12 @@ def run_demo(
         else dataclasses.replace(subject.config(quick), repeats=repeats)
     )
     out = Path(out_dir)
-    settings = {"quick": quick, "repeats": cfg.repeats, "seed": seed, "model": model.cfg.model_name if model is not None else "organism"}
+    settings = {
+        "quick": quick,
+        "repeats": cfg.repeats,
+        "seed": seed,
+        "model": model.cfg.model_name if model is not None else "organism",
+    }
     start_run(out, settings)  # marks out incomplete before anything of an earlier run is replaced
     torch.manual_seed(seed)
     started = time.perf_counter()
