@@ -44,7 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+    except (
+        ValueError,
+        FileNotFoundError,
+        FileExistsError,
+        ImportError,
+    ) as exc:  # ImportError: a missing extra
         print(f"sahs-lens {name}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # one line, not a traceback; finished work is kept (extract resumes)

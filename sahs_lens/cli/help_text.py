@@ -42,7 +42,7 @@ Start with:  sahs-lens demo --quick    (the whole method on the bundled organism
              --quick for the full run, a few minutes). Each command's --help ends with examples that run on
              the organism as written, in seconds, and the same command on a GPU model. The examples build
              on each other in one directory: demo, organism train, extract, probe, ablate, patch, guard
-             fit, guard eval, generate, compare, report.
+             fit, guard eval, generate, serve, compare, report.
 
 {DATA_SPECS}
 
@@ -153,6 +153,11 @@ EXAMPLES: dict[str, Examples] = {
         "--image photo.jpg",
         after="after the guard fit example",
     ),
+    "serve": Examples(
+        ("sahs-lens serve --guard runs/guard --port 0 --check",),
+        f"sahs-lens serve {_LLAVA} --guard runs/llava_guard --port 8000",
+        after="after the guard fit example",
+    ),
     "compare": Examples(
         ("sahs-lens compare --quick --detectors sahs,text_only --bootstrap 100 --out runs/compare",),
         f"sahs-lens compare {_LLAVA} --train harmful_text:train --train benign_text:train "
@@ -177,6 +182,7 @@ CHAIN = (
     "guard fit",
     "guard eval",
     "generate",
+    "serve",
     "compare",
     "report",
 )

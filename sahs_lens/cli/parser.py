@@ -14,6 +14,7 @@ from sahs_lens.cli import commands as cmd
 from sahs_lens.cli.checks import fraction, non_negative_int, positive_float, positive_int, shot_count
 from sahs_lens.cli.compare import add_compare_arguments
 from sahs_lens.cli.help_text import EXAMPLES, MAIN_EPILOG
+from sahs_lens.cli.serve import add_serve_arguments, cmd_serve
 
 __all__ = ["DTYPES", "build_parser"]
 
@@ -286,6 +287,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="what a flagged prompt gets (default: refuse)",
     )
     p.add_argument("--max-new-tokens", type=positive_int, default=64, help="answer length (default: 64)")
+
+    p = _command(
+        sub,
+        "serve",
+        "the guard as an HTTP moderation endpoint in front of a served model: POST /v1/moderations (OpenAI's "
+        "shape), POST /classify (with the evidence), GET /health",
+        cmd_serve,
+        model=True,
+    )
+    add_serve_arguments(p)
 
     p = _command(
         sub,

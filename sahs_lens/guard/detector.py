@@ -35,6 +35,7 @@ from model_adapters.structure import find_language_model
 from sahs_lens._version import __version__
 from sahs_lens.atomic_files import write_atomic, write_json_atomic
 from sahs_lens.guard.artifact import check_guard, check_weights, payload_binding, read_guard
+from sahs_lens.guard.classify import Verdict, classify
 from sahs_lens.guard.hf import HFGuardSession, check_hf_model
 from sahs_lens.guard.policies import (
     INDICATING_PROMPT,
@@ -44,7 +45,7 @@ from sahs_lens.guard.policies import (
     check_policy,
     policy_logits,
 )
-from sahs_lens.guard.reading import GuardReading
+from sahs_lens.guard.reading import GuardReading, as_batch
 from sahs_lens.head_activations import HeadActivations
 from sahs_lens.heads import HeadSet
 from sahs_lens.probes import fit_probes
@@ -263,10 +264,18 @@ class SafetyHeadGuard:
         """Score a prepared batch (or text prompts) with one prefill forward that stops after the deepest
         safety head. A non-finite score is reported as 1.0 (fail closed), or raises with ``nonfinite="raise"``."""
         self.check_model(model)
-        inputs = _as_batch(model, inputs)
+        inputs = as_batch(model, inputs)
         reading = GuardReading(self, stop_after_capture=True)
         reading.reader.read(model, inputs)
         return reading.scores.masked_fill(reading.nonfinite, 1.0)
+
+    def classify(
+        self, model: HookedVLM, prompts: str | Sequence[str], images: Any = None, *, batch_size: int = 16
+    ) -> list[Verdict]:
+        """One ``Verdict`` per prompt (flagged, score, threshold, each head's share of the logit, the model's
+        identity, the guard's hash), from a prefill that stops after the deepest safety head
+        (``sahs_lens.guard.classify``): the guard as a moderation call."""
+        return classify(self, model, prompts, images, batch_size=batch_size)
 
     # ---- generation --------------------------------------------------------------------------------
     def generate(
@@ -301,7 +310,7 @@ class SafetyHeadGuard:
         """
         check_policy(policy)
         self.check_model(model)
-        inputs = _as_batch(model, inputs)
+        inputs = as_batch(model, inputs)
         reading = GuardReading(self, stop_after_capture=False)
         forced: list[int] = []
         if policy == "prefix":
@@ -483,15 +492,3 @@ class SafetyHeadGuard:
         if model is not None:
             guard.check_model(model)
         return guard
-
-
-def _as_batch(model: HookedVLM, inputs: VLMInputs | str | Sequence[str]) -> VLMInputs:
-    """A prepared batch: text prompts are prepared (without images) so that every policy can re-read them."""
-    if isinstance(inputs, VLMInputs):
-        return inputs
-    if isinstance(inputs, str) or (isinstance(inputs, Sequence) and all(isinstance(p, str) for p in inputs)):
-        return model.prepare(inputs)
-    raise TypeError(
-        f"inputs must be a prepared batch (model.prepare(prompts, images)) or text prompts; got "
-        f"{type(inputs).__name__}"
-    )

@@ -8,8 +8,8 @@ the policy is known before the first token is chosen. A score that is not finite
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from jaxtyping import Float
@@ -17,6 +17,9 @@ from torch import Tensor
 
 from sahs_lens.decision import DecisionReader
 from sahs_lens.heads import HeadSet
+
+if TYPE_CHECKING:
+    from model_adapters import HookedVLM, VLMInputs
 
 
 class HeadScorer(Protocol):
@@ -52,6 +55,8 @@ class GuardReading:
         self.flagged = torch.zeros(0, dtype=torch.bool)
         self.scores = torch.zeros(0)
         self.nonfinite = torch.zeros(0, dtype=torch.bool)
+        self.features = torch.zeros(0, 0)
+        """``[batch, k * d_head]``: what was scored, in the guard's head order (``classify``'s evidence)."""
 
     def hooks(self) -> list[tuple[str, Callable[..., None]]]:
         return self.reader.hooks()
@@ -61,7 +66,8 @@ class GuardReading:
 
     def _score(self, values: dict[int, Tensor]) -> None:
         x = torch.stack([values[layer][:, column] for layer, column in self.columns], dim=1)
-        scores = self.guard.score_features(x.reshape(x.shape[0], -1)).cpu()
+        self.features = x.reshape(x.shape[0], -1)
+        scores = self.guard.score_features(self.features).cpu()
         nonfinite = ~torch.isfinite(scores)
         if bool(nonfinite.any()) and self.guard.nonfinite == "raise":
             rows = nonfinite.nonzero().flatten().tolist()
@@ -73,3 +79,17 @@ class GuardReading:
         self.scores, self.nonfinite = scores, nonfinite
         # fail closed: a score that is not a number is flagged (NaN >= t is False, so say it explicitly)
         self.flagged = (scores >= self.guard.threshold) | nonfinite
+
+
+def as_batch(model: HookedVLM, inputs: VLMInputs | str | Sequence[str]) -> VLMInputs:
+    """A prepared batch: text prompts are prepared (without images) so that every policy can re-read them."""
+    from model_adapters import VLMInputs
+
+    if isinstance(inputs, VLMInputs):
+        return inputs
+    if isinstance(inputs, str) or (isinstance(inputs, Sequence) and all(isinstance(p, str) for p in inputs)):
+        return model.prepare(inputs)
+    raise TypeError(
+        f"inputs must be a prepared batch (model.prepare(prompts, images)) or text prompts; got "
+        f"{type(inputs).__name__}"
+    )
