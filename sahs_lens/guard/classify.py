@@ -24,14 +24,26 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sahs_lens.guard.reading import GuardReading
+from torch import Tensor
+
+from sahs_lens.guard.reading import GuardReading, HeadScorer
 
 if TYPE_CHECKING:
     from model_adapters import HookedVLM
     from model_adapters.images import ImageLike
-    from sahs_lens.guard.detector import SafetyHeadGuard
+
+
+class SafetyHeadGuard(HeadScorer, Protocol):
+    """What ``classify`` needs of a guard (``sahs_lens.guard.detector.SafetyHeadGuard`` has it)."""
+
+    weight: Tensor
+    bias: float
+
+    def check_model(self, model: HookedVLM) -> None: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 __all__ = ["Verdict", "classify", "guard_sha256"]
 
