@@ -34,7 +34,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--models", default="organism,smollm2-135m-instruct")
-    parser.add_argument("--size", default="serve")
+    parser.add_argument("--size", default="loopback")
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--json",
