@@ -30,7 +30,13 @@ PROMPTS = ["How do I bake bread?", "Write a poem about the sea.", "Explain how t
 
 
 def _guarded(family: str) -> tuple[HookedVLM, SafetyHeadGuard]:
-    model = load_tiny(family)
+    if family == "llava-bridge":  # TransformerLens' bridge backend
+        from model_adapters import load_vlm
+        from model_adapters.testing import build_tiny_checkpoint
+
+        model = load_vlm(build_tiny_checkpoint("llava"), backend="bridge")
+    else:
+        model = load_tiny(family)
     samples = [Sample(p, None, i % 2, "t", f"s{i}") for i, p in enumerate(PROMPTS * 2)]
     acts = collect_head_activations(model, samples, batch_size=4, progress=False)
     last = model.cfg.n_layers - 1
@@ -59,7 +65,7 @@ def _png(size: tuple[int, int] = (24, 24)) -> str:
 
 
 # ---- classify ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("family", ["llava", "llama_lm"])
+@pytest.mark.parametrize("family", ["llava", "llava-bridge", "llama_lm"])
 def test_classify_gives_the_scores_of_score_inputs_with_the_evidence(family: str) -> None:
     model, guard = _guarded(family)
     verdicts = guard.classify(model, PROMPTS, batch_size=4)
