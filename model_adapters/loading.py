@@ -446,8 +446,9 @@ def _not_found(name: str, local: Path | None, exc: Exception) -> str:
     )
     return (
         f"{name!r} is read as a Hugging Face hub id, and it is not in the local Hugging Face cache ({why}: "
-        f"{type(exc).__name__}). Download it once with network access (huggingface-cli download {name}), "
-        "or pass the path of a local checkpoint directory (e.g. load_vlm('/models/llava-1.5-7b-hf'))"
+        f"{type(exc).__name__}). Download it once with network access (hf download {name}), or give the path "
+        "of a local checkpoint directory (--model /models/llava-1.5-7b-hf, or load_vlm('/models/...')). On a "
+        "machine without network, set HF_HUB_OFFLINE=1 so that this fails at once instead of retrying"
     )
 
 

@@ -8,10 +8,21 @@ last line shows the same command on a real VLM on a GPU. The spec forms below ar
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["CHAIN", "DATA_SPECS", "EXAMPLES", "EXAMPLE_HEADING", "GPU_HEADING", "MAIN_EPILOG", "Examples"]
+__all__ = [
+    "CHAIN",
+    "DATA_SPECS",
+    "EXAMPLES",
+    "EXAMPLE_HEADING",
+    "GPU_HEADING",
+    "MAIN_EPILOG",
+    "Examples",
+    "shipped_recipe",
+]
 
 DATA_SPECS = """\
 data specs (--data, --utility-data, --source, --target): one string names a data set
@@ -187,3 +198,17 @@ CHAIN = (
     "report",
 )
 """The order in which the organism examples depend on each other (``report`` reads the demo's run, ...)."""
+
+
+def shipped_recipe() -> tuple[int, float, int]:
+    """``(steps, minutes, cores)`` of the shipped organism's training run, read from its own record
+    (``organism/checkpoint/metrics.json``: JSON only, so ``--help`` loads no model code)."""
+    record = json.loads(
+        (Path(__file__).resolve().parents[1] / "organism" / "checkpoint" / "metrics.json").read_text()
+    )
+    training = record["training"]
+    return (
+        int(training["config"]["steps"]),
+        float(training["train_seconds"]) / 60,
+        int(training["machine"]["cores"]),
+    )

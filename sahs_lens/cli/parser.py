@@ -13,7 +13,7 @@ from sahs_lens._version import __version__
 from sahs_lens.cli import commands as cmd
 from sahs_lens.cli.checks import fraction, non_negative_int, positive_float, positive_int, shot_count
 from sahs_lens.cli.compare import add_compare_arguments
-from sahs_lens.cli.help_text import EXAMPLES, MAIN_EPILOG
+from sahs_lens.cli.help_text import EXAMPLES, MAIN_EPILOG, shipped_recipe
 from sahs_lens.cli.serve import add_serve_arguments, cmd_serve
 
 __all__ = ["DTYPES", "build_parser"]
@@ -117,18 +117,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_seed(p, "the pictures, the probe sweep, the bootstrap and the t-SNE")
 
     org = _actions(sub, "organism", "the bundled model organism")
+    steps, minutes, cores = shipped_recipe()  # the shipped checkpoint's own training record
     p = _command(
         org,
         "train",
-        "train the organism from scratch on the bundled data (the shipped recipe: 1,200 steps, about 12 "
-        "minutes on 2 CPU cores; --steps 3 is a smoke run)",
+        f"train the organism from scratch on the bundled data (the shipped recipe: {steps:,} steps, which took "
+        f"{minutes:.0f} minutes on {cores} CPU cores; --steps 3 is a smoke run)",
         cmd.cmd_organism_train,
         path="organism train",
     )
     p.add_argument("--out", required=True, help="checkpoint directory to write (new or empty)")
     _add_seed(p, "initialisation, data order, answers and pictures")
     p.add_argument(
-        "--steps", type=positive_int, default=None, help="training steps (default: the shipped recipe, 1200)"
+        "--steps",
+        type=positive_int,
+        default=None,
+        help=f"training steps (default: the shipped recipe, {steps})",
     )
 
     p = _command(

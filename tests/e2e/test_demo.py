@@ -228,7 +228,9 @@ def test_the_run_records_that_it_is_complete_and_every_file(run: Path, tmp_path:
 
     record = check_run(run)
     assert record is not None and record["complete"] is True and record["settings"]["seed"] == 0
-    assert {"metrics.json", "heads.json", "activations/manifest.json", "guard/guard.json"} <= set(record["files"])
+    assert {"metrics.json", "heads.json", "activations/manifest.json", "guard/guard.json"} <= set(
+        record["files"]
+    )
     changed = tmp_path / "changed"
     shutil.copytree(run, changed)
     (changed / "heads.json").write_text('{"heads": ["L0H0"]}\n')
@@ -273,3 +275,16 @@ def test_a_rerun_interrupted_over_an_earlier_run_is_marked_incomplete(
     (out / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="is not an earlier demo run"):
         holds_earlier_run(out)
+
+
+def test_a_quick_run_says_it_is_a_smoke_run(run: Path) -> None:
+    from sahs_lens.organism.demo.report import SMOKE_RUN
+
+    printed = (run / "stdout.txt").read_text()
+    assert (
+        printed.startswith("sahs-lens demo --quick: a quick smoke run")
+        and f"NOTE: this was a {SMOKE_RUN}" in printed
+    )
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert "(quick smoke run)</title>" in page or "(quick smoke run)" in page.split("</h1>")[0]
+    assert json.loads((run / "report_meta.json").read_text())["provenance"]["run"] == SMOKE_RUN

@@ -229,6 +229,7 @@ def test_a_hub_id_is_read_as_a_hub_id(hub_id: str, monkeypatch: pytest.MonkeyPat
     assert f"{hub_id!r} is read as a Hugging Face hub id" in message
     assert "not in the local Hugging Face cache" in message and "HF_HUB_OFFLINE is set" in message
     assert "local checkpoint directory" in message and "does not exist" not in message
+    assert f"hf download {hub_id}" in message and "--model /models/" in message  # the CLI's words too
 
 
 @pytest.mark.parametrize(

@@ -160,11 +160,26 @@ def demo_metrics(
     }
 
 
+SMOKE_RUN = (
+    "quick smoke run: a few prompts per set, so its numbers and misses say little; the README's numbers "
+    "come from the full run (sahs-lens demo without --quick)"
+)
+"""How a ``--quick`` run is labelled, in the terminal and in the report (provenance and title)."""
+
+
 def demo_provenance(
-    model: HookedVLM, cfg: DemoConfig, seed: int, ranking: Ranking, fit: GuardFit, total_s: float
+    model: HookedVLM,
+    cfg: DemoConfig,
+    seed: int,
+    ranking: Ranking,
+    fit: GuardFit,
+    total_s: float,
+    *,
+    quick: bool = False,
 ) -> dict[str, Any]:
     """What the report states the run was made from: model, data, sweep, heads, threshold, versions."""
     return {
+        "run": SMOKE_RUN if quick else "full run",
         "model": model.cfg.model_name,
         "checkpoint": model.cfg.checkpoint,
         "family": model.cfg.family,
@@ -260,6 +275,8 @@ def write_demo_report(
         if provenance.get("family") != "language_model"
         else f"sahs-lens demo: safety heads of {provenance['model']}"
     )
+    if provenance.get("run") == SMOKE_RUN:
+        title += " (quick smoke run)"
     (out / "report_meta.json").write_text(
         json.dumps({"provenance": provenance, "captions": captions, "title": title}, indent=2, default=str)
     )

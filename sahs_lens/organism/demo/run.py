@@ -22,6 +22,7 @@ from sahs_lens.organism import load_organism
 from sahs_lens.organism.demo.comparison import DEMO_DETECTORS, comparison_rows, demo_comparison
 from sahs_lens.organism.demo.headline import headline_rows, print_headline
 from sahs_lens.organism.demo.report import (
+    SMOKE_RUN,
     demo_figures,
     demo_metrics,
     demo_provenance,
@@ -112,6 +113,8 @@ def run_demo(
     started = time.perf_counter()
     timings: dict[str, float] = {}
     say: Callable[..., Any] = print if progress else (lambda *a, **k: None)
+    if quick:
+        say(f"sahs-lens demo --quick: a {SMOKE_RUN}", flush=True)
     with _step(timings, None, 1, subject.heading, say):
         model = model or load_organism()
         say(f"      {model}")
@@ -210,11 +213,13 @@ def run_demo(
         timings=timings,
     )
     metrics["comparison"] = comparison.to_dict(roc=False)
-    provenance = demo_provenance(model, cfg, seed, ranking, fit, timings["total"])
+    provenance = demo_provenance(model, cfg, seed, ranking, fit, timings["total"], quick=quick)
     path = write_demo_report(
         out, provenance=provenance, headline=headline, figures=figures, examples=run.examples, metrics=metrics
     )
     finish_run(out, settings)  # last: records every file and that the run is complete
+    if quick:
+        say(f"\nNOTE: this was a {SMOKE_RUN}.")
     print_headline(headline, say)
     say(f"\nreport:  {path}\nmetrics: {out / 'metrics.json'}\n({time.perf_counter() - started:.0f} s in all)")
     return metrics
