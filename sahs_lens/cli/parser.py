@@ -6,6 +6,7 @@ Building the parser imports nothing heavy: the commands' functions import the st
 from __future__ import annotations
 
 import argparse
+import difflib
 from collections.abc import Callable
 from typing import Any
 
@@ -85,8 +86,38 @@ def _add_seed(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--seed", type=non_negative_int, default=0, help=f"seed of {what} (default: 0)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` that answers a misspelled option with the closest one (did you mean)."""
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            options = _leaf_options(self, parsed)
+            hints = [
+                f"{extra}: did you mean {close[0]}?"
+                for extra in extras
+                if extra.startswith("-")
+                and (close := difflib.get_close_matches(extra.split("=")[0], options, n=1, cutoff=0.6))
+            ]
+            self.error(f"unrecognized arguments: {' '.join(extras)}" + ("; " + "; ".join(hints) if hints else ""))
+        return parsed
+
+
+def _leaf_options(parser: argparse.ArgumentParser, parsed: argparse.Namespace) -> list[str]:
+    """The option strings of the (sub)command that ``parsed`` chose, and the top level's."""
+    options = list(parser._option_string_actions)
+    for key in ("command", f"{getattr(parsed, 'command', None)}_command"):
+        chosen = getattr(parsed, key, None)
+        subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not chosen or not subparsers or chosen not in subparsers[0].choices:
+            break
+        parser = subparsers[0].choices[chosen]
+        options += list(parser._option_string_actions)
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sahs-lens",
         description="Find, test and deploy the safety attention heads of vision-language models.",
         epilog=MAIN_EPILOG,
