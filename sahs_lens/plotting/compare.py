@@ -41,7 +41,8 @@ def _row(data: Mapping[str, Any], detector: str, train: str, test: str) -> dict[
 
 
 def auroc_heatmap(data: Mapping[str, Any]) -> go.Figure:
-    """Detector x (training set -> test set): AUROC, colour 0.5 (chance) to 1; blank where undefined."""
+    """Detector x (training set -> test set): AUROC on a diverging scale centred on chance (0.5: white), so
+    that below-chance cells (red) do not look like chance; blank where undefined."""
     detectors = list(data["detectors"])
     pairs = _pairs(data)
     z, text = [], []
@@ -58,8 +59,8 @@ def auroc_heatmap(data: Mapping[str, Any]) -> go.Figure:
     columns = [f"{train} -> {test}" for train, test in pairs]
     fig = go.Figure(
         go.Heatmap(
-            z=z, x=columns, y=detectors, text=text, texttemplate="%{text}", zmin=0.5, zmax=1.0,
-            colorscale="Viridis", colorbar={"title": {"text": "AUROC"}},
+            z=z, x=columns, y=detectors, text=text, texttemplate="%{text}", zmin=0.0, zmax=1.0, zmid=0.5,
+            colorscale="RdBu", colorbar={"title": {"text": "AUROC (0.5: chance)"}},
             hovertemplate="%{y}<br>%{x}<br>AUROC %{z:.3f}<extra></extra>",
         )
     )  # fmt: skip

@@ -43,12 +43,7 @@ def ablation_curve_figure(curve: AblationCurve) -> go.Figure:
                 mode="lines+markers",
                 name=f"refusal, k random heads removed (mean of {len(rows)})",
                 line={"color": CONTEXT_COLOR},
-                error_y={
-                    "type": "data",
-                    "symmetric": False,
-                    "array": [0, *(rows.max(0) - rows.mean(0))],
-                    "arrayminus": [0, *(rows.mean(0) - rows.min(0))],
-                },
+                error_y=_spread(rows),
             )
         )
     if curve.safety_utility is not None and curve.baseline_utility is not None:
@@ -62,14 +57,15 @@ def ablation_curve_figure(curve: AblationCurve) -> go.Figure:
             )
         )
         if curve.random_utility:
-            util = np.array(curve.random_utility).mean(0)
+            util = np.array(curve.random_utility)
             fig.add_trace(
                 go.Scatter(
                     x=x,
-                    y=[curve.baseline_utility, *util],
+                    y=[curve.baseline_utility, *util.mean(0)],
                     mode="lines+markers",
-                    name="utility, random heads removed",
+                    name=f"utility, random heads removed (mean of {len(util)})",
                     line={"color": CONTEXT_COLOR, "dash": "dot"},
+                    error_y=_spread(util),
                 )
             )
     if curve.success != "not refused" and curve.baseline_asr is not None:  # a stricter ASR: show it too
@@ -92,6 +88,7 @@ def ablation_curve_figure(curve: AblationCurve) -> go.Figure:
                     name=f"ASR ({curve.success}), random heads removed",
                     line={"color": CONTEXT_COLOR, "dash": "dash"},
                     marker={"symbol": "x"},
+                    error_y=_spread(np.array(curve.random_asr)),
                 )
             )
     fig.update_layout(
@@ -104,6 +101,16 @@ def ablation_curve_figure(curve: AblationCurve) -> go.Figure:
     )
     fig.update_xaxes(tickvals=x)
     return fig
+
+
+def _spread(rows: np.ndarray) -> dict[str, object]:
+    """Error bars from the mean of ``rows [seeds, k]`` to their min and max, per k (none at the baseline)."""
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": [0, *(rows.max(0) - rows.mean(0))],
+        "arrayminus": [0, *(rows.mean(0) - rows.min(0))],
+    }
 
 
 def patching_map(result: PatchingResult) -> go.Figure:

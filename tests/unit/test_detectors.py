@@ -238,6 +238,7 @@ def test_figures_and_page_draw_what_compare_json_holds(tmp_path) -> None:  # typ
     heat = auroc_heatmap(data)
     assert list(heat.data[0].y) == ["text_only"] and heat.data[0].z[0][1] == 0.5
     assert heat.data[0].text[0][1] == "0.50 T"
+    assert (heat.data[0].zmin, heat.data[0].zmid, heat.data[0].zmax) == (0.0, 0.5, 1.0)  # below chance shows
     roc = roc_curves(data, "training", "same text")
     assert roc.data[1].name == "text_only (0.500)" and list(roc.data[1].x) == [0.0, 1.0]
     cost = cost_figure(data)

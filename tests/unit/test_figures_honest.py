@@ -193,6 +193,9 @@ def test_the_other_figures_plot_every_sample(
     lines = [t for t in figs["shots_curve"].data if t.showlegend is not False]
     assert len(lines) == 2 and all(len(t.x) == len(SHOTS) for t in lines)
     assert all(len(t.x) == len(curve.ks) + 1 for t in figs["ablation_curve_figure"].data)
+    for trace in figs["ablation_curve_figure"].data:  # every line of random draws shows their spread
+        if "random heads" in trace.name:
+            assert trace.error_y.array is not None and trace.error_y.arrayminus is not None, trace.name
     counts = figs["sample_counts"].data
     assert sum(sum(t.y) for t in counts) == N and [_legend_n(t) for t in counts] == [N // 2, N // 2]
     assert len(figs["guard_weights"].data[0].x) == 2
