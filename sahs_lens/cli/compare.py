@@ -69,15 +69,17 @@ def _closing_note(result: Any) -> list[str]:
         if g is None or c is None:
             continue
         kind = "transfer" if result.row("sahs", train, test)["transfer"] else "in distribution"
+        gap = round(g - c, 3)
+        side = f"{gap:.3f} above it" if gap > 0 else f"{-gap:.3f} below it" if gap < 0 else "level with it"
         lines.append(
             f"{train} -> typographic ({kind}): text_only AUROC {c:.3f} (every prompt has the same text; chance "
-            f"is 0.5), sahs {g:.3f}, {g - c:+.3f} above it"
+            f"is 0.5), sahs {g:.3f}, {side}"
         )
     for train, test in result.pairs():
         best = result.ranking(train, test)
         if best and best[0][0] != "sahs" and "sahs" in result.detectors:
             g = result.auroc("sahs", train, test)
-            if g is not None and best[0][1] > g:
+            if g is not None and round(best[0][1], 3) > round(g, 3):  # a win that the printed numbers show
                 lines.append(f"{train} -> {test}: {best[0][0]} ({best[0][1]:.3f}) beats sahs ({g:.3f})")
     return lines
 

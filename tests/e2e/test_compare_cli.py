@@ -72,7 +72,7 @@ def test_text_only_sits_at_chance_on_typographic_attacks_and_the_guard_above_it(
         assert rows[("sahs", train)]["auroc"] > 0.5
     assert rows[("sahs", "typed")]["transfer"] and not rows[("sahs", "typed+typographic")]["transfer"]
     assert re.search(
-        r"typed -> typographic \(transfer\): text_only AUROC 0\.500 .* sahs \d\.\d{3}, \+", printed
+        r"typed -> typographic \(transfer\): text_only AUROC 0\.500 .* sahs \d\.\d{3}, \d\.\d{3} above it", printed
     )
 
 
