@@ -52,7 +52,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from model_adapters.loading import is_language_model
     from sahs_lens.cli.loading import is_organism
     from sahs_lens.organism.demo import run_demo
-    from sahs_lens.organism.demo.run_dir import holds_earlier_run
+    from sahs_lens.organism.demo.run_dir import holds_earlier_run, run_state
 
     model_name = getattr(args, "model", "organism")
     organism = is_organism(model_name)
@@ -63,8 +63,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             "and compare with your own --data"
         )
     out = check_outputs(args.out, [])
-    if holds_earlier_run(out):
-        _note(f"replacing the earlier demo run in {out}")
+    if holds_earlier_run(out):  # replaced whole: stages of two runs must never mix (run.json)
+        _note(f"starting over in {out}: the earlier demo run there ({run_state(out)}) is replaced whole, since "
+              "the stages of two runs must not mix")  # fmt: skip
     model = None if organism else load_vlm(model_name)
     run_demo(out, quick=args.quick, repeats=args.repeats, seed=args.seed, model=model)
     return 0

@@ -224,10 +224,11 @@ def test_a_run_report_of_the_demo_artifacts_opens_cleanly(run: Path, tmp_path: P
 def test_the_run_records_that_it_is_complete_and_every_file(run: Path, tmp_path: Path) -> None:
     import shutil
 
-    from sahs_lens.organism.demo.run_dir import check_run
+    from sahs_lens.organism.demo.run_dir import check_run, run_state
 
     record = check_run(run)
     assert record is not None and record["complete"] is True and record["settings"]["seed"] == 0
+    assert run_state(run) == "it finished"
     assert {"metrics.json", "heads.json", "activations/manifest.json", "guard/guard.json"} <= set(
         record["files"]
     )
@@ -253,7 +254,7 @@ def test_a_rerun_interrupted_over_an_earlier_run_is_marked_incomplete(
 
     import sahs_lens.organism.demo.run as demo_run
     from sahs_lens.organism.demo import run_demo
-    from sahs_lens.organism.demo.run_dir import holds_earlier_run
+    from sahs_lens.organism.demo.run_dir import holds_earlier_run, run_state
     from sahs_lens.run_artifacts import is_demo_run
 
     out = tmp_path / "run"
@@ -272,6 +273,9 @@ def test_a_rerun_interrupted_over_an_earlier_run_is_marked_incomplete(
     with pytest.raises(ValueError, match="incomplete demo run .* was interrupted"):
         report_from_run(out)
     assert holds_earlier_run(out)  # what sahs-lens demo asks before it replaces a directory
+    assert (
+        run_state(out) == "it was interrupted (run.json says incomplete)"
+    )  # and how it says why it starts over
     (out / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="is not an earlier demo run"):
         holds_earlier_run(out)

@@ -84,6 +84,18 @@ def holds_earlier_run(out: Path) -> bool:
     )
 
 
+def run_state(out: Path) -> str:
+    """How an earlier run in ``out`` ended, in words: finished, interrupted, or unknown (before run.json)."""
+    path = out / RUN_JSON
+    try:
+        complete = read_json(path, what="a demo run's record").get("complete") if path.is_file() else None
+    except ValueError:
+        return "its run.json is unreadable"
+    if complete is None:
+        return "written by an earlier sahs_lens, so whether it finished is unknown"
+    return "it finished" if complete is True else "it was interrupted (run.json says incomplete)"
+
+
 def start_run(out: Path, settings: dict[str, Any]) -> None:
     """Mark ``out`` incomplete, then remove every artifact an earlier run left there."""
     out.mkdir(parents=True, exist_ok=True)
