@@ -6,6 +6,8 @@ sahs_lens uses. Registered families are listed by ``supported_families()``; any 
 any vision-language model with standard attention also load, found by structure.
 """
 
+import logging as _logging
+
 from model_adapters.base import Generation, HookedVLM, VLMConfig, VLMInputs
 from model_adapters.families import family_for, register_family, supported_families
 from model_adapters.hook_names import HOOK_Z, hook_z_name
@@ -39,3 +41,16 @@ __all__ = [
     "register_family",
     "supported_families",
 ]
+
+
+class _KeepTheFallbackDropTheAdvice(_logging.Filter):
+    """Without torchvision, transformers falls back to its PIL image processors and advises installing
+    torchvision. On CPU installs that advice is wrong here (the registry's torchvision wheel breaks the
+    pinned torch, and the PIL processors give the same pixel values: the parity tests load through them),
+    so the fallback stays and the advice is not printed."""
+
+    def filter(self, record: _logging.LogRecord) -> bool:
+        return "requires torchvision (not installed); falling back to" not in record.getMessage()
+
+
+_logging.getLogger("transformers.utils.import_utils").addFilter(_KeepTheFallbackDropTheAdvice())

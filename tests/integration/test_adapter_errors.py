@@ -318,3 +318,15 @@ def test_hooked_vlm_offers_the_surface_the_method_uses(backend: str) -> None:
     from model_adapters import VLM
 
     assert isinstance(load_vlm(build_tiny_checkpoint("llava"), backend=backend), VLM)
+
+
+def test_loading_without_torchvision_does_not_advise_installing_it() -> None:
+    """transformers' PIL fallback is kept; its advice to install torchvision (which the README warns breaks
+    CPU installs) is not printed."""
+    import subprocess
+    import sys
+
+    code = "from model_adapters.testing import load_tiny; load_tiny('llava')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Install torchvision" not in done.stderr + done.stdout
