@@ -202,3 +202,15 @@ def test_scaling_writes_growth_laws_and_figure(
         "the figure must embed plotly.js (works offline)"
     )
     assert len(result["figure"]["data"]) >= 2 * len(sweeps)
+
+
+@pytest.mark.slow
+def test_the_serve_load_test_runs_and_its_verdicts_match(tmp_path: Path) -> None:
+    """``bench_serve.py --smoke``: 4 clients x 3 s on the organism, with and without batching."""
+    path = tmp_path / "serve.json"
+    done = _bench("bench_serve.py", "--smoke", "--json", str(path))
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    result = json.loads(path.read_text())
+    assert {r["max_batch"] for r in result["rows"]} == {1, 16} and all(r["requests"] > 0 for r in result["rows"])
+    assert result["headline"]["errors"] == 0 and result["headline"]["verdicts differing from classify alone"] == 0
+    assert {"p50_ms", "p95_ms", "p99_ms", "requests_per_s", "prefills"} <= set(result["rows"][0])
