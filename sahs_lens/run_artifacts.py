@@ -263,6 +263,8 @@ def _guard_evaluation(path: Path) -> tuple[dict[str, Any] | None, str]:
         data = read_json(path, what="a JSON file", top=None)
     except ValueError as error:
         return None, f"not read: {str(error)[:200]}"
+    if isinstance(data, dict) and data.get("format") == "sahs_lens.compare/1":
+        return None, "a detector comparison (sahs-lens compare): its own page is compare.html beside it"
     if not (isinstance(data, dict) and "metrics" in data and "n_positive" in data):
         return None, "not read: not a file sahs-lens writes"
     return read_guard_evaluation(path), ""

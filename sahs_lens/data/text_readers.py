@@ -151,6 +151,8 @@ def read_csv_prompts(
         key = row[id_column] if id_column else str(i)
         category = row[category_column] if category_column else None
         samples.append(Sample(row[column], None, label, source, f"{source}:{key}", category))
+    if not samples:
+        raise ValueError(f"{path} has a header but no rows: nothing to read from its {column!r} column")
     return samples
 
 

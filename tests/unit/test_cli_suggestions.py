@@ -32,3 +32,12 @@ def test_an_unknown_word_without_a_near_option_gets_none(capsys: pytest.CaptureF
         main(["demo", "--zzzzzz"])
     err = capsys.readouterr().err
     assert "unrecognized arguments: --zzzzzz" in err and "did you mean" not in err
+
+
+def test_a_header_only_csv_is_named(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "empty.csv").write_text("prompt\n")
+    assert (
+        main(["extract", "--data", f"csv:{tmp_path / 'empty.csv'}:prompt:0", "--out", str(tmp_path / "a")])
+        == 2
+    )
+    assert "empty.csv has a header but no rows" in capsys.readouterr().err

@@ -336,10 +336,14 @@ def test_report_for_run_reads_ablate_patch_and_guard_eval_outputs(
                   "n_positive": 4, "n_negative": 4, "bootstrap": 0, "ci": 0.95, "seed": None}  # fmt: skip
     (tmp_path / "eval.json").write_text(json.dumps(evaluation))
     (tmp_path / "notes.json").write_text("[1, 2]")  # not ours: listed as not read, not an error
+    (tmp_path / "compare").mkdir()
+    (tmp_path / "compare" / "compare.json").write_text(json.dumps({"format": "sahs_lens.compare/1"}))
     sections = _sections(report_for_run(tmp_path))
     assert {"Ablation: safety heads vs random heads (ablate)", "Patching map (patch)",
             "Guard detection metrics (eval.json)"} <= set(sections)  # fmt: skip
-    assert "not a file sahs-lens writes" in (tmp_path / "report.html").read_text(encoding="utf-8")
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "not a file sahs-lens writes" in page  # notes.json
+    assert "a detector comparison (sahs-lens compare): its own page is compare.html beside it" in page
     (tmp_path / "ablate" / "ablation.json").write_text(
         json.dumps({**curve.to_dict(), "safety_refusal": [0.1]})
     )
