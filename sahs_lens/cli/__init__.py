@@ -23,6 +23,7 @@ import sys
 from collections.abc import Sequence
 
 from sahs_lens.cli.parser import build_parser
+from sahs_lens.cli.prechecks import precheck
 from sahs_lens.cli.threads import set_thread_defaults
 
 __all__ = ["build_parser", "main"]
@@ -36,12 +37,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    line = set_thread_defaults()
-    if line:
-        print(line, file=sys.stderr)
     name = " ".join(
         str(part) for part in (args.command, getattr(args, f"{args.command}_command", None)) if part
     )
+    try:
+        precheck(args)  # paths first, before torch and the model code are imported (seconds)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"sahs-lens {name}: error: {exc}", file=sys.stderr)
+        return 2
+    line = set_thread_defaults()
+    if line:
+        print(line, file=sys.stderr)
     try:
         return int(args.func(args))
     except (

@@ -99,7 +99,9 @@ class _Parser(argparse.ArgumentParser):
                 if extra.startswith("-")
                 and (close := difflib.get_close_matches(extra.split("=")[0], options, n=1, cutoff=0.6))
             ]
-            self.error(f"unrecognized arguments: {' '.join(extras)}" + ("; " + "; ".join(hints) if hints else ""))
+            self.error(
+                f"unrecognized arguments: {' '.join(extras)}" + ("; " + "; ".join(hints) if hints else "")
+            )
         return parsed
 
 

@@ -234,14 +234,18 @@ def test_bad_outputs_and_options_fail_before_any_work(setup, capsys, monkeypatch
         assert run(*argv) == 2, argv
         return capsys.readouterr().err
 
+    stub = root / "stub"  # passes the path pre-checks (manifest.json, guard.json exist): the outputs decide
+    stub.mkdir(exist_ok=True)
+    (stub / "manifest.json").write_text("{}")
+    (stub / "guard.json").write_text("{}")
     assert "is a file" in error("extract", *model, "--data", f"jsonl:{data}", "--out", str(a_file))
-    assert "is a file" in error("probe", "--acts", str(root), "--out", str(a_file))
+    assert "is a file" in error("probe", "--acts", str(stub), "--out", str(a_file))
     assert "already exists" in error(
-        "guard", "eval", "--guard", str(root), "--acts", str(root), "--out", str(a_file)
+        "guard", "eval", "--guard", str(stub), "--acts", str(stub), "--out", str(a_file)
     )
     (root / "done").mkdir(exist_ok=True)
     (root / "done" / "heads.json").write_text("{}")
-    assert "already holds heads.json" in error("probe", "--acts", str(root), "--out", str(root / "done"))
+    assert "already holds heads.json" in error("probe", "--acts", str(stub), "--out", str(root / "done"))
     assert "not empty" in error("organism", "train", "--out", str(root / "done"))
     assert "is not an earlier demo run" in error("demo", "--quick", "--out", str(root / "done"))
     foreign = root / "foreign"
@@ -254,7 +258,7 @@ def test_bad_outputs_and_options_fail_before_any_work(setup, capsys, monkeypatch
     # --heads that is not a head set
     csv = root / "prompts.csv"
     csv.write_text("prompt\nhi\n")
-    message = error("guard", "fit", "--acts", str(root), "--heads", str(csv), "--out", str(root / "g"))
+    message = error("guard", "fit", "--acts", str(stub), "--heads", str(csv), "--out", str(root / "g"))
     assert "prompts.csv is a .csv file, not a head set" in message and "heads.json" in message
     assert "JSON" not in message
     assert "neither a file nor a list of heads" in error(
@@ -342,9 +346,9 @@ def test_the_command_sets_threads_before_torch_loads() -> None:
     }
     env["OMP_NUM_THREADS"] = "1"
     code = (
-        "import os, sys\n"
+        "import os, sys, tempfile\n"
         "from sahs_lens.cli import main\n"
-        "main(['report', '--run', '/no/such/run'])\n"
+        "main(['report', '--run', tempfile.mkdtemp()])\n"  # an empty directory: past the path checks
         "import torch\n"
         "print(torch.get_num_threads(), os.environ['OMP_WAIT_POLICY'])\n"
     )

@@ -338,4 +338,4 @@ def test_serve_check_starts_answers_and_stops(tmp_path, capsys) -> None:  # type
     assert "/v1/moderations answered for" in out.out and '"flagged"' in out.out
     assert '"path": "/v1/moderations", "status": 200' in out.err  # the structured request log
     assert main(["serve", "--guard", str(tmp_path / "nothing"), "--check"]) == 2
-    assert "holds no guard" in capsys.readouterr().err
+    assert "does not exist; give a directory written by sahs-lens guard fit" in capsys.readouterr().err
