@@ -43,7 +43,14 @@ from typing import Any
 
 from sahs_lens.schema import SHA256_HEX, confined, sha256_file
 
-__all__ = ["LegacyArtifactWarning", "bound_metadata", "check_bound", "write_atomic", "write_json_atomic"]
+__all__ = [
+    "LegacyArtifactWarning",
+    "bound_metadata",
+    "check_bound",
+    "payload_metadata",
+    "write_atomic",
+    "write_json_atomic",
+]
 
 
 class LegacyArtifactWarning(UserWarning):
@@ -67,10 +74,19 @@ def write_json_atomic(path: Path, data: Any, *, indent: int = 2) -> str:
     return write_atomic(path, (json.dumps(data, indent=indent) + "\n").encode("utf-8"))
 
 
-def check_bound(directory: Path, files: Any, *, where: str, expected: tuple[str, ...] = ()) -> None:
+def check_bound(
+    directory: Path,
+    files: Any,
+    *,
+    where: str,
+    expected: tuple[str, ...] = (),
+    read: Mapping[str, bytes] | None = None,
+) -> None:
     """Raise ``ValueError`` unless each file of ``files`` (``{name: sha256}``) is in ``directory`` unchanged.
 
     ``expected``: names that must be among ``files`` (the payloads this kind of artifact always has).
+    ``read``: payloads already read (``{name: bytes}``); their bytes are checked, not the file again, so
+    that what is verified is exactly what is then loaded (a save in between cannot slip in).
     """
     if not isinstance(files, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) and SHA256_HEX.match(v) for k, v in files.items()
@@ -84,9 +100,10 @@ def check_bound(directory: Path, files: Any, *, where: str, expected: tuple[str,
         raise ValueError(f"{where}: 'files' does not bind {', '.join(missing)}; save it again")
     for name, digest in files.items():
         path = confined(directory, name, file=where, key=f"files.{name}")
-        if not path.is_file():
+        if (read is None or name not in read) and not path.is_file():
             raise ValueError(f"{where}: {name} is missing from {directory}; save it again")
-        if sha256_file(path) != digest:
+        actual = hashlib.sha256(read[name]).hexdigest() if read and name in read else sha256_file(path)
+        if actual != digest:
             raise ValueError(
                 f"{where}: {name} is not the file this JSON was saved with (its SHA-256 differs): the two files "
                 "come from different saves (an interrupted save, or one file replaced); save it again"
@@ -127,6 +144,17 @@ def bound_metadata(
                 f"{where}: its {key!r} is {value!r:.120} but the payload was saved with "
                 f"{recorded.get(key)!r:.120}: the JSON was edited after the save; save it again"
             )
+
+
+def payload_metadata(raw: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of safetensors bytes (``{}`` when there is none or the header is unreadable)."""
+    try:
+        size = int.from_bytes(raw[:8], "little")
+        header = json.loads(raw[8 : 8 + size])
+        meta = header.get("__metadata__") if isinstance(header, dict) else None
+        return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
+    except (ValueError, RecursionError):
+        return {}
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -224,7 +224,7 @@ def read_ablation(path: Path) -> AblationCurve:
 
 def read_patching(directory: Path) -> PatchingResult:
     """The ``PatchingResult`` of ``patching.json`` + ``patching.safetensors`` (``sahs-lens patch``)."""
-    from safetensors.torch import load_file
+    from safetensors.torch import load as load_bytes
 
     path = directory / "patching.json"
     data = read_json(path, what="a patching summary (sahs-lens patch)")
@@ -232,10 +232,12 @@ def read_patching(directory: Path) -> PatchingResult:
     tensors_path = directory / "patching.safetensors"
     if not tensors_path.is_file():
         raise FileNotFoundError(f"{directory} has patching.json but no patching.safetensors; patch again")
+    raw = tensors_path.read_bytes()  # read once: what is verified is what is loaded
     if "files" in data:  # written by a binding save (sahs_lens.atomic_files)
-        check_bound(directory, data["files"], where=str(path), expected=("patching.safetensors",))
+        check_bound(directory, data["files"], where=str(path), expected=("patching.safetensors",),
+                    read={"patching.safetensors": raw})  # fmt: skip
     try:
-        effect = load_file(str(tensors_path)).get("effect")
+        effect = load_bytes(raw).get("effect")
     except Exception as error:  # safetensors raises its own error types for malformed files
         raise ValueError(f"{tensors_path} cannot be read as safetensors ({error}); patch again") from None
     if effect is None or effect.ndim != 2 or not effect.is_floating_point():

@@ -15,11 +15,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load as load_bytes
 from torch import Tensor
 
-from sahs_lens.atomic_files import bound_metadata, check_bound
+from sahs_lens.atomic_files import bound_metadata, check_bound, payload_metadata
 from sahs_lens.schema import Rule, check, read_json
 
 __all__ = ["MAX_WEIGHT", "check_guard", "check_weights", "payload_binding", "read_guard"]
@@ -61,12 +60,14 @@ def read_guard(
     tensor_path = directory / tensors_name
     if not tensor_path.is_file():
         raise FileNotFoundError(f"{directory} has {json_name} but no {tensors_name}; save the guard again")
+    raw = tensor_path.read_bytes()  # read once: what is verified below is what is loaded
     if isinstance(meta, dict) and "files" in meta:
-        check_bound(directory, meta["files"], where=str(path), expected=(tensors_name,))
+        check_bound(
+            directory, meta["files"], where=str(path), expected=(tensors_name,), read={tensors_name: raw}
+        )
+    payload_meta = payload_metadata(raw)
     try:
-        tensors = load_file(str(tensor_path))
-        with safe_open(str(tensor_path), framework="pt") as handle:
-            payload_meta = handle.metadata()
+        tensors = load_bytes(raw)
     except Exception as error:  # safetensors raises its own error types for malformed files
         raise ValueError(
             f"{tensor_path} cannot be read as safetensors ({error}); save the guard again"

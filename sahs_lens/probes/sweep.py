@@ -31,14 +31,19 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float, Int
-from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 from torch import Tensor
 
 from model_adapters.identity import check_identity
 from sahs_lens._version import __version__
-from sahs_lens.atomic_files import bound_metadata, check_bound, write_atomic, write_json_atomic
+from sahs_lens.atomic_files import (
+    bound_metadata,
+    check_bound,
+    payload_metadata,
+    write_atomic,
+    write_json_atomic,
+)
 from sahs_lens.probes.shots import ShotSpec, _spec_text
 from sahs_lens.schema import Rule, check, read_json
 
@@ -297,12 +302,18 @@ class ProbeSweep:
             raise FileNotFoundError(
                 f"{directory} has {SWEEP_JSON} but no {SWEEP_TENSORS}; save the sweep again"
             )
+        raw = tensor_path.read_bytes()  # read once: what is verified below is what is loaded
         if "files" in meta:
-            check_bound(directory, meta["files"], where=str(path), expected=(SWEEP_TENSORS,))
+            check_bound(
+                directory,
+                meta["files"],
+                where=str(path),
+                expected=(SWEEP_TENSORS,),
+                read={SWEEP_TENSORS: raw},
+            )
+        payload_meta = payload_metadata(raw)
         try:
-            tensors = load_file(str(tensor_path))
-            with safe_open(str(tensor_path), framework="pt") as handle:
-                payload_meta = handle.metadata()
+            tensors = load_bytes(raw)
         except Exception as error:  # safetensors raises its own error types for malformed files
             raise ValueError(
                 f"{tensor_path} cannot be read as safetensors ({error}); save the sweep again"

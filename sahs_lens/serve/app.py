@@ -62,6 +62,11 @@ def create_app(
 
     guard.check_model(model)  # refuse a guard of another model before serving anything
     limits = limits or Limits()
+    if limits.max_items > max_queue:
+        raise ValueError(
+            f"max_items ({limits.max_items}) is larger than max_queue ({max_queue}): a request that large could "
+            "never be queued; raise the queue or lower the items per request"
+        )
     images = bool(model.family.takes_images)
     digest = guard_sha256(guard)
 

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -111,18 +111,42 @@ class Batcher(Generic[T, R]):
     def _run(self) -> None:
         while (taken := self._take()) is not None:
             self.batches += 1
+            # a request whose caller stopped waiting (its future cancelled) is dropped, never judged
+            live = [request for request in taken if request.future.set_running_or_notify_cancel()]
             try:
-                results = self.judge([item for request in taken for item in request.items])
-            except Exception:  # judged one by one below, so that only the request at fault fails
-                results = None
-            if results is not None:
-                start = 0
-                for request in taken:
-                    request.future.set_result(results[start : start + len(request.items)])
-                    start += len(request.items)
-                continue
-            for request in taken:
-                try:
-                    request.future.set_result(self.judge(list(request.items)))
-                except Exception as error:
-                    request.future.set_exception(error)
+                self._judge_all(live)
+            except Exception:  # never let the worker die: every live request gets an answer or an error
+                for request in live:
+                    _settle(request.future, error=RuntimeError("the batch could not be judged"))
+
+    def _judge_all(self, live: list[_Request[T, R]]) -> None:
+        if not live:
+            return
+        try:
+            results = self.judge([item for request in live for item in request.items])
+        except Exception:  # judged one by one below, so that only the request at fault fails
+            results = None
+        if results is not None:
+            start = 0
+            for request in live:
+                _settle(request.future, result=results[start : start + len(request.items)])
+                start += len(request.items)
+            return
+        for request in live:
+            try:
+                _settle(request.future, result=self.judge(list(request.items)))
+            except Exception as error:
+                _settle(request.future, error=error)
+
+
+def _settle(
+    future: Future[list[R]], *, result: list[R] | None = None, error: BaseException | None = None
+) -> None:
+    """Resolve ``future`` unless it already is (cancelled meanwhile): the worker must never raise here."""
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result if result is not None else [])
+    except InvalidStateError:
+        pass

@@ -205,6 +205,32 @@ def test_concurrent_requests_get_the_sequential_verdicts(
 
 
 # ---- the batcher -------------------------------------------------------------------------------------------
+def test_a_request_that_could_never_be_queued_is_refused_at_startup(
+    llava: tuple[HookedVLM, SafetyHeadGuard],
+) -> None:
+    model, guard = llava
+    with pytest.raises(ValueError, match=r"max_items \(32\) is larger than max_queue \(8\)"):
+        create_app(model, guard, limits=Limits(max_items=32), max_queue=8)
+
+
+def test_a_cancelled_request_does_not_stop_the_worker() -> None:
+    gate = threading.Event()
+
+    def judge(items: list[str]) -> list[str]:
+        gate.wait(10)
+        return [item.upper() for item in items]
+
+    batcher: Batcher[str, str] = Batcher(judge, max_batch=4, max_wait_s=0.01, max_queue=16)
+    first = batcher.submit(["a"])  # the worker holds it at the gate
+    time.sleep(0.1)
+    abandoned = batcher.submit(["b"])
+    assert abandoned.cancel()  # its caller stopped waiting (a timeout, a disconnect)
+    gate.set()
+    assert first.result(10) == ["A"]
+    assert batcher.submit(["c"]).result(10) == ["C"]  # the worker is alive and serving
+    batcher.close()
+
+
 def test_a_full_queue_refuses_at_once_and_one_bad_request_fails_alone() -> None:
     gate = threading.Event()
 
@@ -230,7 +256,7 @@ def test_a_full_queue_refuses_at_once_and_one_bad_request_fails_alone() -> None:
 
 def test_a_full_queue_is_a_503_with_retry_after(llava: tuple[HookedVLM, SafetyHeadGuard]) -> None:
     model, guard = llava
-    app = create_app(model, guard, max_queue=1)
+    app = create_app(model, guard, limits=Limits(max_items=1), max_queue=1)
     with TestClient(app) as small:
         app.state.batcher.submit = lambda items: (_ for _ in ()).throw(
             QueueFull("1 items are queued (at most 1)")

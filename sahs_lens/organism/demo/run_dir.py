@@ -76,7 +76,9 @@ def holds_earlier_run(out: Path) -> bool:
     present = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
     if not present:
         return False
-    if all(map(is_run_file, present)) and (RUN_JSON in present or "activations" in present):
+    ours = all(map(is_run_file, present))
+    legacy = "activations" in present and ({"figures", "report.html", "metrics.json"} & set(present))
+    if ours and (RUN_JSON in present or legacy):  # a run of ours (before run.json: activations + its report)
         return True
     raise FileExistsError(
         f"--out {out} holds {', '.join(present[:5])} and is not an earlier demo run; the demo writes a run "
@@ -97,7 +99,11 @@ def run_state(out: Path) -> str:
 
 
 def start_run(out: Path, settings: dict[str, Any]) -> None:
-    """Mark ``out`` incomplete, then remove every artifact an earlier run left there."""
+    """Mark ``out`` incomplete, then remove every artifact an earlier run left there.
+
+    ``FileExistsError`` (before anything is touched) if ``out`` holds anything but an earlier demo run: a
+    user's own directory is never cleared."""
+    holds_earlier_run(out)
     out.mkdir(parents=True, exist_ok=True)
     _write(out, settings, complete=False)
     for entry in sorted(out.iterdir()):
