@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -41,23 +42,40 @@ def _guard(seed: int, heads: str = "L0H1,L2H3") -> SafetyHeadGuard:
     return SafetyHeadGuard.fit(_acts(n=12, seed=seed), HeadSet.parse(heads))
 
 
-# ---- the guard ---------------------------------------------------------------------------------------
-def test_a_guard_save_killed_between_its_files_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def _sweep(seed: int = 0) -> ProbeSweep:
+    return probe_sweep(_acts(n=20, seed=seed), shots=[2, 4], repeats=2, seed=seed, progress=False)
+
+
+# ---- the guard and the sweep ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("module", "make", "load", "payload"),
+    [
+        (
+            guard_module,
+            lambda seed: _guard(seed, "L0H1,L2H3" if seed == 0 else "L1H0,L2H2"),
+            SafetyHeadGuard.load,
+            "guard.safetensors",
+        ),
+        (sweep_module, lambda seed: _sweep(seed), ProbeSweep.load, "probe_sweep.safetensors"),
+    ],
+    ids=["guard", "sweep"],
+)
+def test_a_save_killed_between_its_files_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: Any, make: Any, load: Any, payload: str
 ) -> None:
-    old = _guard(0).save(tmp_path / "g")
+    old = make(0).save(tmp_path / "a")
     with monkeypatch.context() as patch:
-        _kill_before_json(patch, guard_module)
+        _kill_before_json(patch, module)
         with pytest.raises(Killed):
-            _guard(1, "L1H0,L2H2").save(old, overwrite=True)  # the new weights are in place, the JSON is not
+            make(1).save(old, overwrite=True)  # the new payload is in place, the JSON is not
     with pytest.raises(
-        ValueError, match=r"guard\.safetensors is not the file this JSON was saved with.*save it again"
+        ValueError, match=rf"{re.escape(payload)} is not the file this JSON was saved with.*save it again"
     ):
-        SafetyHeadGuard.load(old)
+        load(old)
     assert not list(old.glob("*.tmp"))
-    new = _guard(1, "L1H0,L2H2")
+    new = make(1)
     new.save(old, overwrite=True)  # saving again mends it
-    assert torch.equal(SafetyHeadGuard.load(old).weight, new.weight)
+    assert load(old) == new if module is sweep_module else torch.equal(load(old).weight, new.weight)
 
 
 def test_reordered_heads_in_guard_json_are_refused(tmp_path: Path) -> None:
@@ -90,24 +108,6 @@ def test_a_guard_saved_before_binding_loads_and_says_so(tmp_path: Path) -> None:
 
 
 # ---- the probe sweep -----------------------------------------------------------------------------------
-def _sweep(seed: int = 0) -> ProbeSweep:
-    return probe_sweep(_acts(n=20, seed=seed), shots=[2, 4], repeats=2, seed=seed, progress=False)
-
-
-def test_a_sweep_save_killed_between_its_files_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    old = _sweep(0).save(tmp_path / "s")
-    with monkeypatch.context() as patch:
-        _kill_before_json(patch, sweep_module)
-        with pytest.raises(Killed):
-            _sweep(1).save(old, overwrite=True)
-    with pytest.raises(
-        ValueError, match=r"probe_sweep\.safetensors is not the file this JSON was saved with"
-    ):
-        ProbeSweep.load(old)
-
-
 @pytest.mark.parametrize("value", [math.nan, 7.0, -0.5, math.inf])
 def test_a_sweep_whose_metrics_leave_0_1_is_refused(tmp_path: Path, value: float) -> None:
     data = _sweep().to_dict()
