@@ -147,14 +147,15 @@ def bound_metadata(
 
 
 def payload_metadata(raw: bytes) -> dict[str, str]:
-    """The ``__metadata__`` of safetensors bytes (``{}`` when there is none or the header is unreadable)."""
+    """The ``__metadata__`` of safetensors bytes (``{}`` when there is none); ``ValueError`` for a header
+    that cannot be read."""
     try:
         size = int.from_bytes(raw[:8], "little")
         header = json.loads(raw[8 : 8 + size])
-        meta = header.get("__metadata__") if isinstance(header, dict) else None
-        return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
-    except (ValueError, RecursionError):
-        return {}
+        meta = header.get("__metadata__") or {}
+        return {str(k): str(v) for k, v in meta.items()}
+    except (ValueError, AttributeError, RecursionError):
+        raise ValueError("unreadable safetensors header") from None
 
 
 def _fsync_directory(directory: Path) -> None:

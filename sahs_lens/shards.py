@@ -46,6 +46,7 @@ from safetensors.torch import save as save_bytes
 from torch import Tensor
 
 from sahs_lens._version import __version__
+from sahs_lens.atomic_files import payload_metadata
 from sahs_lens.schema import SHA256_HEX, Rule, check, confined, read_json, sha256_file
 
 MANIFEST = "manifest.json"
@@ -343,14 +344,12 @@ def _canonical(raw: bytes) -> bytes:
 
 
 def _metadata(raw: bytes, name: str) -> dict[str, str]:
-    """The ``__metadata__`` of a safetensors file's header (the file's checksum is already verified)."""
+    """The shard's own record of its place (``start``, ``ids_sha256``) from its safetensors metadata."""
     try:
-        size = int.from_bytes(raw[:8], "little")
-        header = json.loads(raw[8 : 8 + size])
-        meta = header.get("__metadata__") or {}
-        return {k: meta[k] for k in ("start", "ids_sha256") if k in meta}
-    except (ValueError, AttributeError, RecursionError):
+        meta = payload_metadata(raw)
+    except ValueError:
         raise ValueError(f"{name} has an unreadable safetensors header; collect again") from None
+    return {k: meta[k] for k in ("start", "ids_sha256") if k in meta}
 
 
 def _fsync(path: Path) -> None:

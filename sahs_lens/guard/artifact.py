@@ -65,13 +65,13 @@ def read_guard(
         check_bound(
             directory, meta["files"], where=str(path), expected=(tensors_name,), read={tensors_name: raw}
         )
-    payload_meta = payload_metadata(raw)
     try:
         tensors = load_bytes(raw)
     except Exception as error:  # safetensors raises its own error types for malformed files
         raise ValueError(
             f"{tensor_path} cannot be read as safetensors ({error}); save the guard again"
         ) from None
+    payload_meta = payload_metadata(raw)  # the header is valid: the bytes loaded
     if (
         isinstance(meta, dict)
         and isinstance(meta.get("heads"), list)

@@ -311,13 +311,13 @@ class ProbeSweep:
                 expected=(SWEEP_TENSORS,),
                 read={SWEEP_TENSORS: raw},
             )
-        payload_meta = payload_metadata(raw)
         try:
             tensors = load_bytes(raw)
         except Exception as error:  # safetensors raises its own error types for malformed files
             raise ValueError(
                 f"{tensor_path} cannot be read as safetensors ({error}); save the sweep again"
             ) from None
+        payload_meta = payload_metadata(raw)  # the header is valid: the bytes loaded
         bound_metadata(meta, payload_meta, {"format": SWEEP_FORMAT}, where=str(path))
         sweep = cls._from_parts(tensors, meta, where=str(path))
         if model is not None:
